@@ -1,0 +1,232 @@
+"""Configuration from the environment (12-factor), typed and fail-fast.
+
+Each service builds one frozen settings object in ``main()`` from
+``os.environ`` and passes it down; nothing reads the environment later. A bad
+or missing value raises :class:`ConfigError` naming the variable, which the
+CLI prints as one line before exiting.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import pathlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+# The largest deadline we honour. gRPC encodes "no deadline" as a far-future
+# value; anything past this is treated as no deadline and clamped.
+MAX_DEADLINE_SECONDS = 24 * 3600.0
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; the message is one line."""
+
+
+def env_str(env: Mapping[str, str], name: str, default: str | None = None) -> str:
+    value = env.get(name, "").strip()
+    if value:
+        return value
+    if default is None:
+        raise ConfigError(f"{name} is required but not set")
+    return default
+
+
+def env_int(
+    env: Mapping[str, str],
+    name: str,
+    default: int,
+    *,
+    min: int | None = None,  # noqa: A002 - mirrors the env var docs
+    max: int | None = None,  # noqa: A002
+) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if min is not None and value < min:
+        raise ConfigError(f"{name}={value} is below the minimum {min}")
+    if max is not None and value > max:
+        raise ConfigError(f"{name}={value} is above the maximum {max}")
+    return value
+
+
+def env_float(
+    env: Mapping[str, str],
+    name: str,
+    default: float,
+    *,
+    min: float | None = None,  # noqa: A002
+    max: float | None = None,  # noqa: A002
+) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if math.isnan(value) or (min is not None and value < min):
+        raise ConfigError(f"{name}={raw} is below the minimum {min}")
+    if max is not None and value > max:
+        raise ConfigError(f"{name}={raw} is above the maximum {max}")
+    return value
+
+
+def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean (true/false)")
+
+
+def env_choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip().lower() or default
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
+    return value
+
+
+def env_path(env: Mapping[str, str], name: str, default: pathlib.Path | None) -> pathlib.Path:
+    raw = env.get(name, "").strip()
+    if raw:
+        return pathlib.Path(raw).expanduser()
+    if default is None:
+        raise ConfigError(f"{name} is required but not set")
+    return default
+
+
+def parse_addr(name: str, value: str) -> tuple[str, int]:
+    """Parse ``host:port`` (IPv6 as ``[::1]:50051``); raise ConfigError if malformed."""
+    host, sep, port_s = value.rpartition(":")
+    if not sep or not port_s.isdigit() or not host:
+        raise ConfigError(f"{name}={value!r} is not HOST:PORT")
+    port = int(port_s)
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{name}={value!r} has a port outside 0..65535")
+    return host.strip("[]"), port
+
+
+def env_addr(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip() or default
+    parse_addr(name, value)
+    return value
+
+
+def is_loopback(host: str) -> bool:
+    if host in {"localhost", ""}:
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How a gRPC server listens, drains and bounds calls.
+
+    Read from ``<PREFIX>_LISTEN_ADDR``, ``<PREFIX>_GRACE_SECONDS``,
+    ``<PREFIX>_DEFAULT_DEADLINE_SECONDS``, ``<PREFIX>_METRICS_ADDR`` and
+    ``<PREFIX>_MAX_CONNECTION_AGE_SECONDS``.
+    """
+
+    service: str
+    listen: str = "127.0.0.1:0"
+    grace_seconds: float = 10.0
+    default_deadline_seconds: float = 30.0
+    # Empty means no /metrics endpoint (tests); k8s sets 0.0.0.0:9464.
+    metrics_addr: str = ""
+    # Servers close connections after this long so clients re-resolve DNS and
+    # new pods get traffic despite long-lived HTTP/2 connections.
+    max_connection_age_seconds: float = 300.0
+    # Margin kept off the remaining deadline for every outgoing call, so the
+    # caller still has time to answer after a downstream hop times out.
+    deadline_margin_seconds: float = 0.05
+
+    @classmethod
+    def from_env(
+        cls,
+        env: Mapping[str, str],
+        prefix: str,
+        *,
+        default_listen: str,
+        default_grace: float = 10.0,
+        default_deadline: float = 30.0,
+    ) -> ServerSettings:
+        p = prefix.upper()
+        return cls(
+            service=prefix.lower(),
+            listen=env_addr(env, f"{p}_LISTEN_ADDR", default_listen),
+            grace_seconds=env_float(env, f"{p}_GRACE_SECONDS", default_grace, min=0, max=3600),
+            default_deadline_seconds=env_float(
+                env,
+                f"{p}_DEFAULT_DEADLINE_SECONDS",
+                default_deadline,
+                min=0.1,
+                max=MAX_DEADLINE_SECONDS,
+            ),
+            metrics_addr=env_addr(env, f"{p}_METRICS_ADDR", "")
+            if env.get(f"{p}_METRICS_ADDR")
+            else "",
+            max_connection_age_seconds=env_float(
+                env, f"{p}_MAX_CONNECTION_AGE_SECONDS", 300.0, min=1, max=7 * 86400
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class TelemetrySettings:
+    """Tracing and logging, from the standard OpenTelemetry variables."""
+
+    service_name: str
+    # "zipkin" (default), "otlp" or "none". One switch: OpenTelemetry has
+    # deprecated its Zipkin exporters and Zipkin also ingests OTLP.
+    exporter: str = "zipkin"
+    zipkin_endpoint: str = "http://127.0.0.1:9411/api/v2/spans"
+    otlp_endpoint: str = "http://127.0.0.1:4317"
+    sampler: str = "parentbased_traceidratio"
+    sampler_arg: float = 1.0
+    zipkin_ui_url: str = "http://127.0.0.1:9411/zipkin"
+    log_format: str = "json"
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], default_service: str) -> TelemetrySettings:
+        exporter = env_choice(env, "VOXMESH_TRACES_EXPORTER", "zipkin", ("zipkin", "otlp", "none"))
+        if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
+            exporter = "none"
+        return cls(
+            service_name=env_str(env, "OTEL_SERVICE_NAME", default_service),
+            exporter=exporter,
+            zipkin_endpoint=env_str(
+                env, "OTEL_EXPORTER_ZIPKIN_ENDPOINT", "http://127.0.0.1:9411/api/v2/spans"
+            ),
+            otlp_endpoint=env_str(env, "OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
+            sampler=env_choice(
+                env,
+                "OTEL_TRACES_SAMPLER",
+                "parentbased_traceidratio",
+                (
+                    "always_on",
+                    "always_off",
+                    "traceidratio",
+                    "parentbased_always_on",
+                    "parentbased_always_off",
+                    "parentbased_traceidratio",
+                ),
+            ),
+            sampler_arg=env_float(env, "OTEL_TRACES_SAMPLER_ARG", 1.0, min=0.0, max=1.0),
+            zipkin_ui_url=env_str(env, "ZIPKIN_UI_URL", "http://127.0.0.1:9411/zipkin"),
+            log_format=env_choice(env, "VOXMESH_LOG_FORMAT", "json", ("json", "text")),
+            log_level=env_choice(
+                env, "VOXMESH_LOG_LEVEL", "info", ("debug", "info", "warning", "error")
+            ).upper(),
+        )

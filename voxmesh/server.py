@@ -1,0 +1,153 @@
+"""Server bootstrap shared by every gRPC service.
+
+``GrpcServer`` owns a grpc.aio server with the standard health service
+(NOT_SERVING until the service says it is ready, NOT_SERVING again on
+shutdown), reflection, the interceptor chain and a graceful drain. ``serve``
+runs one until SIGTERM/SIGINT. Tests build a ``GrpcServer`` on port 0 and
+call ``start``/``stop`` themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from opentelemetry.sdk.trace import TracerProvider
+
+from voxmesh.config import ServerSettings, is_loopback, parse_addr
+from voxmesh.interceptors import server_interceptors
+from voxmesh.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One gRPC service to host: its full proto name and how to register it."""
+
+    name: str
+    add_to_server: Callable[[grpc.aio.Server], None]
+
+
+class GrpcServer:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        services: Sequence[ServiceSpec],
+        *,
+        domain: str,
+        metrics: Metrics | None = None,
+        tracer_provider: TracerProvider | None = None,
+        credentials: grpc.ServerCredentials | None = None,
+        extra_interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    ) -> None:
+        self.settings = settings
+        self.services = tuple(services)
+        self.metrics = metrics if metrics is not None else Metrics(settings.service)
+        self.health = health.aio.HealthServicer()
+        self.port = 0
+        self._credentials = credentials
+        age_ms = int(settings.max_connection_age_seconds * 1000)
+        self._server = grpc.aio.server(
+            interceptors=[
+                *server_interceptors(
+                    domain=domain,
+                    metrics=self.metrics,
+                    default_deadline=settings.default_deadline_seconds,
+                    deadline_margin=settings.deadline_margin_seconds,
+                    tracer_provider=tracer_provider,
+                ),
+                *extra_interceptors,
+            ],
+            options=[
+                ("grpc.max_connection_age_ms", age_ms),
+                # In-flight calls on an aged connection get this long to finish.
+                ("grpc.max_connection_age_grace_ms", int(settings.grace_seconds * 1000) + 1000),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+                ("grpc.max_receive_message_length", 20 * 1024 * 1024),
+                ("grpc.max_send_message_length", 20 * 1024 * 1024),
+            ],
+        )
+        for spec in self.services:
+            spec.add_to_server(self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        reflection.enable_server_reflection(
+            [spec.name for spec in self.services]
+            + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            self._server,
+        )
+
+    async def start(self) -> int:
+        """Bind and start; every service reports NOT_SERVING until set_serving()."""
+        for name in ("", *(spec.name for spec in self.services)):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        host, _ = parse_addr("LISTEN_ADDR", self.settings.listen)
+        if self._credentials is None:
+            if not is_loopback(host):
+                log.warning(
+                    "%s listens in plaintext on %s; enable TLS outside a trusted network",
+                    self.settings.service,
+                    self.settings.listen,
+                )
+            self.port = self._server.add_insecure_port(self.settings.listen)
+        else:
+            self.port = self._server.add_secure_port(self.settings.listen, self._credentials)
+        await self._server.start()
+        log.info("%s listening on port %d", self.settings.service, self.port)
+        return self.port
+
+    async def set_serving(self, serving: bool = True) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *(spec.name for spec in self.services)):
+            await self.health.set(name, status)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """NOT_SERVING, refuse new calls, let in-flight ones finish within ``grace``."""
+        grace = self.settings.grace_seconds if grace is None else grace
+        await self.health.enter_graceful_shutdown()
+        log.info("%s draining for up to %.1fs", self.settings.service, grace)
+        await self._server.stop(grace)
+
+    async def wait(self) -> None:
+        await self._server.wait_for_termination()
+
+    @property
+    def address(self) -> str:
+        host, _ = parse_addr("LISTEN_ADDR", self.settings.listen)
+        host = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host  # noqa: S104
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+
+
+async def serve(
+    server: GrpcServer,
+    *,
+    on_shutdown: Callable[[], Awaitable[None]] | None = None,
+    ready: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Run until SIGTERM or SIGINT, then drain and clean up."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    if server.settings.metrics_addr:
+        server.metrics.serve(server.settings.metrics_addr)
+    if ready is not None:
+        await ready()
+    await server.set_serving(True)
+    await stop.wait()
+    log.info("%s got a stop signal", server.settings.service)
+    await server.stop()
+    if on_shutdown is not None:
+        await on_shutdown()
