@@ -1,0 +1,300 @@
+"""A Zipkin v2 collector that checks every span against the published API spec.
+
+Accepts ``POST /api/v2/spans`` (a JSON list of spans, optionally gzip-encoded) and answers 202,
+or 400 with the reasons when any span breaks the spec (see
+:mod:`voxmesh.emulator._zipkin_schema`). A rejected batch stores nothing, as Zipkin's decoder
+fails a whole request; the reasons are kept in :attr:`ZipkinCollector.violations` so a test can
+assert there were none. Read API: ``/api/v2/services``, ``/api/v2/spans?serviceName=``,
+``/api/v2/remoteServices?serviceName=``, ``/api/v2/traces`` (serviceName, spanName,
+annotationQuery, minDuration, maxDuration, endTs, lookback, limit), ``/api/v2/trace/{traceId}``
+and ``/api/v2/traceMany?traceIds=``.
+
+What it does NOT emulate: protobuf (``application/x-protobuf``, answered 415) and Thrift
+bodies, the v1 API, ``/api/v2/dependencies`` and autocomplete, the UI, storage beyond process
+memory, sampling, and merging of shared client/server spans (spans are kept as received,
+less null optional fields, which Zipkin's decoder skips too).
+Service and span names are lower-cased for queries, as Zipkin does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import logging
+import signal
+import sys
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from voxmesh.emulator._zipkin_schema import SpanValidator, drop_nulls, load_spec
+
+__all__ = ["ZipkinCollector", "main"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LOOKBACK_MS = 86_400_000  # Zipkin's QUERY_LOOKBACK default: one day
+MAX_BODY = 64 * 1024 * 1024
+
+
+def _service(span: dict[str, Any], key: str = "localEndpoint") -> str | None:
+    endpoint = span.get(key)
+    if isinstance(endpoint, dict) and isinstance(endpoint.get("serviceName"), str):
+        return str(endpoint["serviceName"]).lower()
+    return None
+
+
+def _matches_annotation_query(span: dict[str, Any], query: str) -> bool:
+    tags = span.get("tags") or {}
+    annotations = [a.get("value") for a in span.get("annotations") or []]
+    for term in (t.strip() for t in query.split(" and ")):
+        if not term:
+            continue
+        if "=" in term:
+            key, value = term.split("=", 1)
+            if tags.get(key) != value:
+                return False
+        elif term not in tags and term not in annotations:
+            return False
+    return True
+
+
+class ZipkinCollector:
+    """An in-process Zipkin v2 collector on a real socket; see the module docstring."""
+
+    def __init__(self, *, spec_path: Path | None = None) -> None:
+        self._validator = SpanValidator(load_spec(spec_path))
+        self.spans: list[dict[str, Any]] = []
+        self.violations: list[str] = []
+        self.base_url = ""
+        self.endpoint = ""
+        self._runner: web.AppRunner | None = None
+        self._arrived = asyncio.Event()
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Serve on host:port (0 picks a free port); return the base URL."""
+        if self._runner is not None:
+            raise RuntimeError("collector already started")
+        app = web.Application(client_max_size=MAX_BODY)
+        app.router.add_post("/api/v2/spans", self._post_spans)
+        app.router.add_get("/api/v2/spans", self._span_names)
+        app.router.add_get("/api/v2/services", self._services)
+        app.router.add_get("/api/v2/remoteServices", self._remote_services)
+        app.router.add_get("/api/v2/traces", self._traces)
+        app.router.add_get("/api/v2/trace/{trace_id}", self._trace)
+        app.router.add_get("/api/v2/traceMany", self._trace_many)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        self._runner = runner
+        server = site._server  # aiohttp exposes the bound port only here
+        assert isinstance(server, asyncio.base_events.Server)
+        bound = server.sockets[0].getsockname()[1]
+        self.base_url = f"http://{host}:{bound}"
+        self.endpoint = f"{self.base_url}/api/v2/spans"
+        log.info("zipkin collector listening on %s", self.base_url)
+        return self.base_url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> ZipkinCollector:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------------ Python API
+
+    def ingest(self, body: Any) -> list[str]:
+        """Validate and store a decoded POST body; return the reasons it was rejected."""
+        body = drop_nulls(body)
+        reasons = self._validator.violations(body)
+        if reasons:
+            self.violations.extend(reasons)
+            return reasons
+        assert isinstance(body, list)
+        self.spans.extend(body)
+        self._arrived.set()
+        return []
+
+    def traces(self) -> dict[str, list[dict[str, Any]]]:
+        """Accepted spans grouped by traceId."""
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        for span in self.spans:
+            grouped.setdefault(str(span["traceId"]).lower(), []).append(span)
+        return grouped
+
+    def trace(self, trace_id: str) -> list[dict[str, Any]]:
+        trace_id = trace_id.lower()
+        return [s for s in self.spans if str(s["traceId"]).lower() == trace_id]
+
+    async def wait_for_spans(
+        self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float
+    ) -> None:
+        """Wait until predicate(spans) holds; TimeoutError after timeout seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            self._arrived.clear()
+            if predicate(self.spans):
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(
+                    f"span condition not met within {timeout} s "
+                    f"({len(self.spans)} spans, {len(self.violations)} violations)"
+                )
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                continue
+
+    def clear(self) -> None:
+        self.spans.clear()
+        self.violations.clear()
+
+    # ------------------------------------------------------------------ HTTP handlers
+
+    async def _post_spans(self, request: web.Request) -> web.StreamResponse:
+        if request.content_type not in ("application/json", "application/octet-stream", ""):
+            return web.Response(status=415, text=f"unsupported content type {request.content_type}")
+        raw = await request.read()
+        if raw[:2] == b"\x1f\x8b":
+            # aiohttp inflates Content-Encoding: gzip itself; this catches gzip sent unlabelled
+            try:
+                raw = gzip.decompress(raw)
+            except (OSError, EOFError, zlib.error) as exc:
+                return self._reject([f"body: bad gzip data: {exc}"])
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            return self._reject([f"body: malformed JSON: {exc}"])
+        reasons = self.ingest(body)
+        if reasons:
+            return web.Response(status=400, text="\n".join(reasons))
+        return web.Response(status=202)
+
+    def _reject(self, reasons: list[str]) -> web.StreamResponse:
+        self.violations.extend(reasons)
+        return web.Response(status=400, text="\n".join(reasons))
+
+    async def _services(self, request: web.Request) -> web.StreamResponse:
+        names = {_service(s) for s in self.spans}
+        return web.json_response(sorted(n for n in names if n))
+
+    async def _span_names(self, request: web.Request) -> web.StreamResponse:
+        service = request.query.get("serviceName", "").lower()
+        if not service:
+            return web.Response(status=400, text="serviceName is required")
+        names = {
+            str(s["name"]).lower()
+            for s in self.spans
+            if _service(s) == service and isinstance(s.get("name"), str)
+        }
+        return web.json_response(sorted(names))
+
+    async def _remote_services(self, request: web.Request) -> web.StreamResponse:
+        service = request.query.get("serviceName", "").lower()
+        if not service:
+            return web.Response(status=400, text="serviceName is required")
+        names = {_service(s, "remoteEndpoint") for s in self.spans if _service(s) == service}
+        return web.json_response(sorted(n for n in names if n))
+
+    async def _traces(self, request: web.Request) -> web.StreamResponse:
+        q = request.query
+        try:
+            end_ts = int(q.get("endTs", int(time.time() * 1000)))
+            lookback = int(q.get("lookback", DEFAULT_LOOKBACK_MS))
+            limit = int(q.get("limit", 10))
+            min_duration = int(q["minDuration"]) if "minDuration" in q else None
+            max_duration = int(q["maxDuration"]) if "maxDuration" in q else None
+        except ValueError as exc:
+            return web.Response(status=400, text=f"bad query parameter: {exc}")
+        service = q.get("serviceName", "").lower() or None
+        span_name = q.get("spanName", "").lower() or None
+        annotation_query = q.get("annotationQuery")
+        low, high = (end_ts - lookback) * 1000, end_ts * 1000
+
+        def span_matches(span: dict[str, Any]) -> bool:
+            if service is not None and _service(span) != service:
+                return False
+            if span_name is not None and str(span.get("name", "")).lower() != span_name:
+                return False
+            duration = span.get("duration")
+            if min_duration is not None and not (
+                isinstance(duration, int) and duration >= min_duration
+            ):
+                return False
+            if max_duration is not None and not (
+                isinstance(duration, int) and duration <= max_duration
+            ):
+                return False
+            return annotation_query is None or _matches_annotation_query(span, annotation_query)
+
+        found: list[tuple[int, list[dict[str, Any]]]] = []
+        for spans in self.traces().values():
+            stamps = [s["timestamp"] for s in spans if isinstance(s.get("timestamp"), int)]
+            if stamps and not (low <= min(stamps) and max(stamps) <= high):
+                continue
+            if any(span_matches(s) for s in spans):
+                found.append((max(stamps, default=0), spans))
+        found.sort(key=lambda item: item[0], reverse=True)
+        return web.json_response([spans for _, spans in found[:limit]])
+
+    async def _trace(self, request: web.Request) -> web.StreamResponse:
+        trace_id = request.match_info["trace_id"]
+        spans = self.trace(trace_id)
+        if not spans:
+            return web.Response(status=404, text=f"{trace_id.lower()} not found")
+        return web.json_response(spans)
+
+    async def _trace_many(self, request: web.Request) -> web.StreamResponse:
+        ids = [t for t in request.query.get("traceIds", "").lower().split(",") if t]
+        if len(set(ids)) < 2:
+            return web.Response(status=400, text="at least two unique traceIds are required")
+        traces = [self.trace(t) for t in dict.fromkeys(ids)]
+        return web.json_response([t for t in traces if t])
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m voxmesh.emulator.zipkin", description="Zipkin v2 collector"
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9411)
+    return parser.parse_args(argv)
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    collector = ZipkinCollector()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    sys.stdout.write(await collector.start(args.host, args.port) + "\n")
+    sys.stdout.flush()
+    try:
+        await stop.wait()
+    finally:
+        await collector.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the collector standalone: print the base URL, serve until SIGTERM or SIGINT."""
+    logging.basicConfig(level=logging.INFO)
+    asyncio.run(_serve(_parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main()
