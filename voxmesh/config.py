@@ -129,6 +129,13 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+# Well-known ports (k8s and `voxmesh up` use the same); loopback by default so
+# a plaintext server is never exposed by accident.
+DEFAULT_PORTS = {"billing": 50051, "transcriber": 50052, "notifier": 50053}
+# Drain grace per service: a transcription stream may need a minute to finish.
+DEFAULT_GRACE_SECONDS = {"billing": 10.0, "notifier": 15.0, "transcriber": 60.0}
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     """How a gRPC server listens, drains and bounds calls.
@@ -157,11 +164,14 @@ class ServerSettings:
         env: Mapping[str, str],
         prefix: str,
         *,
-        default_listen: str,
-        default_grace: float = 10.0,
+        default_listen: str | None = None,
+        default_grace: float | None = None,
         default_deadline: float = 30.0,
     ) -> ServerSettings:
         p = prefix.upper()
+        default_listen = default_listen or f"127.0.0.1:{DEFAULT_PORTS.get(prefix.lower(), 0)}"
+        if default_grace is None:
+            default_grace = DEFAULT_GRACE_SECONDS.get(prefix.lower(), 10.0)
         return cls(
             service=prefix.lower(),
             listen=env_addr(env, f"{p}_LISTEN_ADDR", default_listen),

@@ -260,7 +260,13 @@ def _with_deadline(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDe
         return details
     # Already past the deadline: a tiny timeout makes gRPC fail the call
     # locally with DEADLINE_EXCEEDED instead of sending work nobody awaits.
-    return details._replace(timeout=max(timeout, 0.001))  # type: ignore[no-any-return]
+    return grpc.aio.ClientCallDetails(
+        method=details.method,
+        timeout=max(timeout, 0.001),
+        metadata=details.metadata,
+        credentials=details.credentials,
+        wait_for_ready=details.wait_for_ready,
+    )
 
 
 class _DeadlineUnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):

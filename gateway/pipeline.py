@@ -1,0 +1,355 @@
+"""One recording, end to end: reserve, placeholder, stream, live edits, capture.
+
+This is orchestration only: every effect is a call to billing, the
+transcriber or the notifier, each with an idempotency key derived from the
+chat and message ids, so a retried update never charges or sends twice. It
+knows nothing of aiogram: files come through the small :class:`FileSource`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import grpc
+
+from billing.v1 import billing_pb2
+from gateway.clients import Services
+from gateway.i18n import t
+from notifier.v1 import notifier_pb2
+from transcriber.v1 import transcriber_pb2
+from voxmesh import deadline
+from voxmesh.errors import error_details
+from voxmesh.telemetry import current_trace_id
+
+log = logging.getLogger(__name__)
+
+TELEGRAM_TEXT_LIMIT = 4096
+
+
+class FileTooBigError(Exception):
+    """Telegram will not hand this file to a bot."""
+
+
+class FileSource(Protocol):
+    def stream(self, file_id: str) -> AsyncIterator[bytes]:
+        """The file's bytes in chunks, as they download."""
+        ...
+
+
+@dataclass(frozen=True)
+class Media:
+    kind: str  # voice, audio, video, video_note, document
+    file_id: str
+    duration: int  # seconds, 0 when Telegram did not say
+    file_size: int  # bytes, 0 when Telegram did not say
+    mime_type: str = ""
+
+
+@dataclass(frozen=True)
+class Job:
+    user_id: int
+    chat_id: int
+    chat_type: str
+    message_id: int
+    media: Media
+    lang: str
+    speech_language: str = ""  # "" = detect
+    output_format: int = transcriber_pb2.OUTPUT_FORMAT_TEXT
+
+    @property
+    def chat_kind(self) -> int:
+        return (
+            notifier_pb2.CHAT_KIND_PRIVATE
+            if self.chat_type == "private"
+            else notifier_pb2.CHAT_KIND_GROUP
+        )
+
+    def key(self, what: str) -> str:
+        return f"{what}:{self.chat_id}:{self.message_id}"
+
+
+@dataclass
+class Outcome:
+    status: str  # done, no_funds, banned, too_big, failed, no_speech
+    text: str = ""
+    captured_credits: int = 0
+    trace_id: str = ""
+    segments: list[str] = field(default_factory=list)
+
+
+# Unknown durations (documents) are reserved as this long; the capture is
+# at the real duration, never above the hold.
+UNKNOWN_DURATION_SECONDS = 600
+
+
+class Pipeline:
+    def __init__(
+        self,
+        services: Services,
+        files: FileSource,
+        *,
+        download_limit: int,
+        job_base_seconds: float = 60.0,
+        job_seconds_per_audio_second: float = 1.0,
+        edit_interval_seconds: float = 1.0,
+        text_document_threshold: int = 12000,
+    ) -> None:
+        self.services = services
+        self.files = files
+        self.download_limit = download_limit
+        self.job_base_seconds = job_base_seconds
+        self.job_seconds_per_audio_second = job_seconds_per_audio_second
+        self.edit_interval_seconds = edit_interval_seconds
+        self.text_document_threshold = text_document_threshold
+
+    def job_timeout(self, media: Media) -> float:
+        seconds = media.duration or UNKNOWN_DURATION_SECONDS
+        return self.job_base_seconds + seconds * self.job_seconds_per_audio_second
+
+    async def run(self, job: Job) -> Outcome:
+        with deadline.bound(self.job_timeout(job.media)):
+            return await self._run(job)
+
+    async def _send(self, job: Job, key: str, text: str, *, reply: bool = True) -> int:
+        response = await self.services.notifier.Send(
+            notifier_pb2.SendRequest(
+                idempotency_key=job.key(key),
+                chat_id=job.chat_id,
+                text=text,
+                reply_to_message_id=job.message_id if reply else 0,
+                chat_kind=job.chat_kind,
+            )
+        )
+        return int(response.message_id)
+
+    async def _edit(self, job: Job, key: str, message_id: int, text: str) -> None:
+        await self.services.notifier.Edit(
+            notifier_pb2.EditRequest(
+                idempotency_key=job.key(key),
+                chat_id=job.chat_id,
+                message_id=message_id,
+                text=text,
+                chat_kind=job.chat_kind,
+            )
+        )
+
+    async def _run(self, job: Job) -> Outcome:
+        trace_id = current_trace_id()
+        media = job.media
+        if media.file_size > self.download_limit:
+            await self._send(
+                job, "too_big", t(job.lang, "too_big", limit_mb=self.download_limit >> 20)
+            )
+            return Outcome("too_big", trace_id=trace_id)
+        seconds = media.duration or UNKNOWN_DURATION_SECONDS
+        quote = await self.services.billing.Quote(
+            billing_pb2.QuoteRequest(duration_seconds=seconds)
+        )
+        try:
+            reserved = await self.services.billing.Reserve(
+                billing_pb2.ReserveRequest(
+                    idempotency_key=job.key("reserve"),
+                    user_id=job.user_id,
+                    amount_credits=quote.amount_credits,
+                    job=billing_pb2.Job(
+                        chat_id=job.chat_id,
+                        message_id=job.message_id,
+                        file_id=media.file_id,
+                        duration_seconds=media.duration,
+                        trace_id=trace_id,
+                    ),
+                )
+            )
+        except grpc.aio.AioRpcError as exc:
+            details = error_details(exc)
+            if details.reason == "INSUFFICIENT_FUNDS":
+                meta = details.metadata or {}
+                text = t(
+                    job.lang,
+                    "no_funds",
+                    price=meta.get("required_credits", quote.amount_credits),
+                    balance=meta.get("balance_credits", "0"),
+                )
+                await self._send(job, "no_funds", text)
+                return Outcome("no_funds", trace_id=trace_id)
+            if details.reason == "USER_BANNED":
+                await self._send(job, "banned", t(job.lang, "banned"))
+                return Outcome("banned", trace_id=trace_id)
+            raise
+        hold = reserved.hold
+        placeholder = await self._send(job, "placeholder", t(job.lang, "transcribing"))
+        try:
+            segments, done = await self._transcribe(job, placeholder)
+        except BaseException as exc:
+            await self._release(hold.hold_id, f"transcription failed: {type(exc).__name__}")
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            await self._tell_failure(job, placeholder, exc, trace_id)
+            log.warning("job %s failed: %s", job.key("job"), type(exc).__name__)
+            return Outcome("failed", trace_id=trace_id)
+        text = " ".join(s.strip() for s in segments if s.strip())
+        formatted = done.formatted_text.strip() or text
+        price = await self.services.billing.Quote(
+            billing_pb2.QuoteRequest(duration_seconds=max(1, round(done.audio_duration_seconds)))
+        )
+        amount = min(price.amount_credits, hold.amount_credits)
+        if not formatted:
+            await self._edit(job, "final", placeholder, t(job.lang, "no_speech"))
+        else:
+            await self._deliver(job, placeholder, formatted)
+        await self.services.billing.Capture(
+            billing_pb2.CaptureRequest(
+                idempotency_key=job.key("capture"), hold_id=hold.hold_id, amount_credits=amount
+            )
+        )
+        return Outcome(
+            "done" if formatted else "no_speech",
+            text=formatted,
+            captured_credits=amount,
+            trace_id=trace_id,
+            segments=segments,
+        )
+
+    async def _release(self, hold_id: str, reason: str) -> None:
+        # Shielded: a cancelled job must still give the money back.
+        async def release() -> None:
+            await self.services.billing.Release(
+                billing_pb2.ReleaseRequest(
+                    idempotency_key=f"release:{hold_id}", hold_id=hold_id, reason=reason[:256]
+                ),
+                timeout=10,
+            )
+
+        try:
+            await asyncio.shield(release())
+        except grpc.aio.AioRpcError as exc:
+            # The reaper releases the hold at its expiry; say so in the log.
+            log.error(
+                "release of hold %s failed (%s); the reaper will expire it", hold_id, exc.code()
+            )
+
+    async def _tell_failure(
+        self, job: Job, placeholder: int, exc: BaseException, trace_id: str
+    ) -> None:
+        key = "failed"
+        if isinstance(exc, FileTooBigError):
+            key = "too_big"
+        elif isinstance(exc, grpc.aio.AioRpcError):
+            reason = error_details(exc).reason
+            key = {
+                "AUDIO_EMPTY": "bad_media",
+                "AUDIO_CORRUPT": "bad_media",
+                "NO_AUDIO_TRACK": "bad_media",
+                "AUDIO_TOO_LONG": "too_long",
+                "AUDIO_TOO_LARGE": "too_long",
+                "OVERLOADED": "busy",
+            }.get(reason, "failed")
+        text = t(job.lang, key, ref=trace_id or "-", limit_mb=self.download_limit >> 20)
+        try:
+            await self._edit(job, "final", placeholder, text)
+        except grpc.aio.AioRpcError:
+            log.exception("could not tell the user about a failed job")
+
+    async def _transcribe(
+        self, job: Job, placeholder: int
+    ) -> tuple[list[str], transcriber_pb2.Done]:
+        config = transcriber_pb2.TranscriptionConfig(
+            language=job.speech_language,
+            output_format=job.output_format,  # type: ignore[arg-type]
+            input_mode=transcriber_pb2.INPUT_MODE_FILE,
+        )
+
+        async def requests() -> AsyncIterator[transcriber_pb2.TranscribeRequest]:
+            yield transcriber_pb2.TranscribeRequest(config=config)
+            async for chunk in self.files.stream(job.media.file_id):
+                yield transcriber_pb2.TranscribeRequest(audio=chunk)
+
+        editor = LiveEditor(self, job, placeholder, self.edit_interval_seconds)
+        segments: list[str] = []
+        done: transcriber_pb2.Done | None = None
+        try:
+            async for event in self.services.transcriber.Transcribe(requests()):
+                if event.HasField("segment") and event.segment.final:
+                    segments.append(event.segment.text)
+                    editor.update(" ".join(s.strip() for s in segments) + " …")
+                elif event.HasField("done"):
+                    done = event.done
+        finally:
+            await editor.close()
+        if done is None:
+            raise RuntimeError("transcriber stream ended without a done event")
+        return segments, done
+
+    async def _deliver(self, job: Job, placeholder: int, text: str) -> None:
+        if len(text) <= TELEGRAM_TEXT_LIMIT:
+            await self._edit(job, "final", placeholder, text)
+            return
+        if len(text) <= self.text_document_threshold:
+            await self._edit(job, "final", placeholder, t(job.lang, "transcript_below"))
+            await self._send(job, "transcript", text)
+            return
+        await self._edit(job, "final", placeholder, t(job.lang, "transcript_file"))
+        await self.services.notifier.SendDocument(
+            notifier_pb2.SendDocumentRequest(
+                idempotency_key=job.key("document"),
+                chat_id=job.chat_id,
+                filename="transcript.txt",
+                content=text.encode(),
+                reply_to_message_id=job.message_id,
+                chat_kind=job.chat_kind,
+            )
+        )
+
+
+class LiveEditor:
+    """Edits the placeholder with the text so far, at most once per interval.
+
+    Runs beside the stream so a slow edit (the notifier keeps Telegram's
+    1 message/s per chat) never holds back reading segments; only the newest
+    text is ever sent.
+    """
+
+    def __init__(self, pipeline: Pipeline, job: Job, message_id: int, interval: float) -> None:
+        self._pipeline = pipeline
+        self._job = job
+        self._message_id = message_id
+        self._interval = interval
+        self._latest = ""
+        self._sent = ""
+        self._seq = 0
+        self._changed = asyncio.Event()
+        self._task = asyncio.create_task(self._loop())
+
+    def update(self, text: str) -> None:
+        if len(text) > TELEGRAM_TEXT_LIMIT:
+            text = "…" + text[-(TELEGRAM_TEXT_LIMIT - 1) :]
+        self._latest = text
+        self._changed.set()
+
+    async def _loop(self) -> None:
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            if self._latest == self._sent:
+                continue
+            text = self._latest
+            self._seq += 1
+            started = time.monotonic()
+            try:
+                await self._pipeline._edit(self._job, f"live{self._seq}", self._message_id, text)
+                self._sent = text
+            except grpc.aio.AioRpcError as exc:
+                log.info("live edit skipped: %s", exc.code())
+            await asyncio.sleep(max(0.0, self._interval - (time.monotonic() - started)))
+
+    async def close(self) -> None:
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass

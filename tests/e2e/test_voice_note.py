@@ -1,0 +1,111 @@
+"""A voice note through the whole mesh: emulator -> gateway -> billing, transcriber, notifier."""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from billing.v1 import billing_pb2, billing_pb2_grpc
+from tests.helpers import reference_text, wer
+from voxmesh.audiofiles import encode
+from voxmesh.channels import dial
+from voxmesh.devmesh import Mesh
+
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+
+SERVICES = {"gateway", "billing", "transcriber", "notifier"}
+
+
+async def _final_text(mesh: Mesh, chat_id: int, timeout: float = 120) -> list:  # type: ignore[type-arg]
+    emu = mesh.emulator
+
+    def finished() -> bool:
+        msgs = emu.messages(chat_id)
+        return bool(msgs) and bool(msgs[0].edits) and not msgs[0].edits[-1].endswith("…")
+
+    await emu.wait_for(finished, timeout)
+    return list(emu.messages(chat_id))
+
+
+async def test_voice_note_end_to_end(mesh: Mesh, shared_audio: pathlib.Path) -> None:
+    emu, collector = mesh.emulator, mesh.collector
+    chat_id = user_id = 700001
+    ogg = encode(shared_audio / "jfk.flac")
+    file_id = emu.add_file(ogg, mime_type="audio/ogg")
+    async with dial(mesh.target("billing")) as ch:
+        billing = billing_pb2_grpc.BillingServiceStub(ch)
+        await billing.EnsureUser(billing_pb2.EnsureUserRequest(user_id=user_id), timeout=5)
+        before = (await billing.GetBalance(billing_pb2.GetBalanceRequest(user_id=user_id))).balance_credits
+
+        emu.push_update(
+            emu.make_message_update(chat_id=chat_id, user_id=user_id, voice=(file_id, 11))
+        )
+        msgs = await _final_text(mesh, chat_id)
+
+        placeholder = msgs[0]
+        assert placeholder.reply_to_message_id is not None
+        assert "Transcribing" in (placeholder.first_text or "")
+        final = placeholder.edits[-1]
+        assert wer(reference_text(shared_audio, "jfk.flac"), final) <= 0.10, final
+
+        after = await billing.GetBalance(billing_pb2.GetBalanceRequest(user_id=user_id))
+        page = await billing.ListTransactions(
+            billing_pb2.ListTransactionsRequest(user_id=user_id, page_size=10)
+        )
+    captures = [tx for tx in page.transactions if tx.kind == billing_pb2.TRANSACTION_KIND_CAPTURE]
+    assert len(captures) == 1
+    captured = -captures[0].amount_credits
+    assert captured > 0
+    assert after.balance_credits == before - captured
+    assert after.held_credits == 0
+
+    # One trace for the update, with every service's spans correctly parented.
+    def have_all(spans: list[dict]) -> bool:  # type: ignore[type-arg]
+        by_trace: dict[str, set[str]] = {}
+        for s in spans:
+            by_trace.setdefault(s["traceId"], set()).add(s["localEndpoint"]["serviceName"])
+        return any(SERVICES <= names for names in by_trace.values())
+
+    await collector.wait_for_spans(have_all, 20)
+    traces = {
+        tid: spans
+        for tid, spans in collector.traces().items()
+        if any(s["name"].startswith("telegram.update/message") for s in spans)
+        and any(s.get("tags", {}).get("telegram.update_type") == "message" for s in spans)
+    }
+    ours = [
+        tid
+        for tid, spans in traces.items()
+        if {s["localEndpoint"]["serviceName"] for s in spans} >= SERVICES
+    ]
+    assert len(ours) == 1, f"expected one trace with all services, got {len(ours)}"
+    spans = collector.trace(ours[0])
+    by_id = {s["id"]: s for s in spans}
+    roots = [s for s in spans if "parentId" not in s]
+    assert len(roots) == 1 and roots[0]["localEndpoint"]["serviceName"] == "gateway"
+    servers = [s for s in spans if s.get("kind") == "SERVER"]
+    assert {s["localEndpoint"]["serviceName"] for s in servers} >= {"billing", "transcriber", "notifier"}
+    for server in servers:
+        parent = by_id.get(server["parentId"])
+        assert parent is not None, f"server span {server['name']} has no parent in the trace"
+        assert parent["kind"] == "CLIENT" and parent["name"] == server["name"]
+    assert collector.violations == []
+
+
+async def test_cli_transcribe_prints_reference_text(mesh: Mesh, shared_audio: pathlib.Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "voxmesh.cli", "transcribe", str(shared_audio / "jfk.flac"),
+        "--target", mesh.target("transcriber"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**mesh.env, "OTEL_SERVICE_NAME": "voxmesh-cli", "PATH": "/usr/bin:/bin"},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()
+    lines = out.decode().strip().splitlines()
+    assert lines[-1].startswith("trace ") and len(lines[-1].split()[1]) == 32
+    text = " ".join(line.split("]", 1)[1] for line in lines[:-1] if "]" in line)
+    assert wer(reference_text(shared_audio, "jfk.flac"), text) <= 0.10, text
