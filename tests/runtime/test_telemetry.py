@@ -83,12 +83,12 @@ async def test_b3_only_caller_joins_its_trace_and_spans_are_zipkin_correct(
                 timeout=5,
             )
             await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
-        provider.force_flush()
+        await asyncio.to_thread(provider.force_flush)
         await collector.wait_for_spans(lambda spans: len(spans) >= 2, 10)
         await asyncio.sleep(0.3)
     finally:
         await server.stop(0)
-        provider.shutdown()
+        await asyncio.to_thread(provider.shutdown)
     spans = collector.spans
     assert collector.violations == []
     single = collector.trace(trace_id)
@@ -115,11 +115,11 @@ async def test_client_spans_have_remote_endpoint_and_local_spans_omit_kind(
             async with dial(server.address, tracer_provider=provider) as ch:
                 stub = billing_pb2_grpc.BillingServiceStub(ch)
                 await stub.Quote(billing_pb2.QuoteRequest(duration_seconds=5), timeout=5)
-        provider.force_flush()
+        await asyncio.to_thread(provider.force_flush)
         await collector.wait_for_spans(lambda spans: len(spans) >= 3, 10)
     finally:
         await server.stop(0)
-        provider.shutdown()
+        await asyncio.to_thread(provider.shutdown)
     assert collector.violations == []
     local = [s for s in collector.spans if s["name"] == "local-work"][0]
     assert "kind" not in local
