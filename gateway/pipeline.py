@@ -59,10 +59,10 @@ class Job:
     media: Media
     lang: str
     speech_language: str = ""  # "" = detect
-    output_format: int = transcriber_pb2.OUTPUT_FORMAT_TEXT
+    output_format: transcriber_pb2.OutputFormat = transcriber_pb2.OUTPUT_FORMAT_TEXT
 
     @property
-    def chat_kind(self) -> int:
+    def chat_kind(self) -> notifier_pb2.ChatKind:
         return (
             notifier_pb2.CHAT_KIND_PRIVATE
             if self.chat_type == "private"
@@ -260,7 +260,7 @@ class Pipeline:
     ) -> tuple[list[str], transcriber_pb2.Done]:
         config = transcriber_pb2.TranscriptionConfig(
             language=job.speech_language,
-            output_format=job.output_format,  # type: ignore[arg-type]
+            output_format=job.output_format,
             input_mode=transcriber_pb2.INPUT_MODE_FILE,
         )
 

@@ -78,7 +78,7 @@ async def _transcribe(path: pathlib.Path, target: str, fmt: str, language: str) 
         yield transcriber_pb2.TranscribeRequest(
             config=transcriber_pb2.TranscriptionConfig(
                 output_format=formats[fmt],
-                language=language,  # type: ignore[arg-type]
+                language=language,
             )
         )
         with path.open("rb") as f:  # noqa: ASYNC230 - local file, 256 KiB reads
