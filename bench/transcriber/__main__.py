@@ -1,0 +1,3 @@
+from bench.transcriber.run import main
+
+main()

@@ -1,0 +1,245 @@
+"""Transcriber benchmark: raw faster-whisper against the gRPC streaming path.
+
+One command: ``python -m bench.transcriber`` (or ``python bench/transcriber/run.py``).
+Everything is measured in this run on this machine, and reported as ratios
+to a baseline measured alongside:
+
+* one-shot faster-whisper (decode the whole file, transcribe) vs the same
+  file streamed through Transcribe over a real socket, same model and settings;
+* 4 concurrent streams vs the same 4 one after another (throughput ratio);
+* time to the first segment, real-time factor, WER of both paths, peak RSS.
+
+The input is real speech from ../shared/audio (the MIT licence grant from
+multilingual.mp3, JFK, the licence again: about 71 s), encoded as OGG/Opus
+like a Telegram voice note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import re
+import resource
+import string
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import av  # noqa: E402
+import av.audio.resampler  # noqa: E402
+import grpc  # noqa: E402
+import jiwer  # noqa: E402
+import numpy as np  # noqa: E402
+import numpy.typing as npt  # noqa: E402
+
+from transcriber.config import TranscriberConfig  # noqa: E402
+from transcriber.models import ModelRegistry  # noqa: E402
+from transcriber.server import create_app  # noqa: E402
+from transcriber.v1 import transcriber_pb2 as pb  # noqa: E402
+from transcriber.v1 import transcriber_pb2_grpc as pb_grpc  # noqa: E402
+from voxmesh.config import ServerSettings  # noqa: E402
+
+MIT_GRANT = (
+    "Permission is hereby granted, free of charge, to any person obtaining a copy of this "
+    "software and associated documentation files (the Software), to deal in the Software "
+    "without restriction, including without limitation the rights to use, copy, modify, merge, "
+    "publish, distribute, sublicense, and/or sell copies of the Software, and to permit persons "
+    "to whom the Software is furnished to do so, subject to the following conditions: The above "
+    "copyright notice and this permission notice shall be included in all copies or substantial "
+    "portions of the Software."
+)
+SR = 16_000
+
+
+def shared_audio() -> Path:
+    for candidate in (REPO.parent / "shared" / "audio", Path("/work/shared/audio")):
+        if (candidate / "jfk.flac").exists():
+            return candidate
+    raise SystemExit("reference audio not found: expected ../shared/audio beside the repo")
+
+
+def normalise(text: str) -> str:
+    text = text.lower().translate(str.maketrans("", "", string.punctuation))
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    return float(jiwer.wer(normalise(reference), normalise(hypothesis)))
+
+
+def corpus(repeat: int) -> tuple[npt.NDArray[np.float32], str]:
+    import json
+
+    from faster_whisper import decode_audio
+
+    audio_dir = shared_audio()
+    jfk_text = json.loads((audio_dir / "transcripts.json").read_text())["jfk.flac"]["text"]
+    mit = decode_audio(str(audio_dir / "multilingual.mp3"))[: int(29.5 * SR)]
+    jfk = decode_audio(str(audio_dir / "jfk.flac"))
+    gap = np.zeros(SR // 2, np.float32)
+    parts, texts = [], []
+    for _ in range(repeat):
+        parts += [mit, gap, jfk, gap, mit, gap]
+        texts += [MIT_GRANT, jfk_text, MIT_GRANT]
+    return np.concatenate(parts).astype(np.float32), " ".join(texts)
+
+
+def encode_ogg(audio: npt.NDArray[np.float32]) -> bytes:
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="ogg") as out:
+        stream = out.add_stream("libopus", rate=48000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(
+            (np.clip(audio, -1, 1) * 32767).astype(np.int16).reshape(1, -1),
+            format="s16",
+            layout="mono",
+        )
+        frame.sample_rate = SR
+        resampler = av.audio.resampler.AudioResampler(
+            format=stream.format.name, layout="mono", rate=48000
+        )
+        for f in resampler.resample(frame) + resampler.resample(None):
+            out.mux(stream.encode(f))
+        out.mux(stream.encode(None))
+    return buf.getvalue()
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@dataclass
+class StreamRun:
+    wall: float
+    first_segment: float
+    text: str
+
+
+async def stream_once(
+    stub: pb_grpc.TranscriberServiceAsyncStub, data: bytes, beam: int, chunk: int = 64 * 1024
+) -> StreamRun:
+    async def requests() -> AsyncIterator[pb.TranscribeRequest]:
+        yield pb.TranscribeRequest(config=pb.TranscriptionConfig(language="en", beam_size=beam))
+        for i in range(0, len(data), chunk):
+            yield pb.TranscribeRequest(audio=data[i : i + chunk])
+
+    start = time.perf_counter()
+    first = float("nan")
+    texts: list[str] = []
+    async for response in stub.Transcribe(requests(), timeout=600):
+        if response.WhichOneof("event") == "segment":
+            if not texts:
+                first = time.perf_counter() - start
+            texts.append(response.segment.text)
+    return StreamRun(time.perf_counter() - start, first, " ".join(texts))
+
+
+async def bench(args: argparse.Namespace) -> list[tuple[str, str]]:
+    from faster_whisper import decode_audio
+
+    audio, reference = corpus(args.repeat)
+    seconds = audio.size / SR
+    data = encode_ogg(audio)
+    config = replace(
+        TranscriberConfig.from_env({"TRANSCRIBER_DEVICE": args.device}),
+        model_name=args.model,
+        beam_size=args.beam,
+    )
+    if args.max_active:
+        config = replace(config, max_active_streams=args.max_active)
+    if args.cpu_threads is not None:
+        config = replace(config, cpu_threads=args.cpu_threads)
+    registry = ModelRegistry(config)
+    recognizer = registry.get(args.model)
+    rows: list[tuple[str, str]] = [
+        (
+            "device / model / compute / beam",
+            f"{config.device} / {args.model} / {config.compute_type} / {args.beam}",
+        ),
+        ("audio", f"{seconds:.1f} s OGG/Opus, {len(data) / 1024:.0f} KiB"),
+        ("max active streams", str(config.max_active_streams)),
+    ]
+
+    # Baseline: one-shot faster-whisper, decoding included, as its README does it.
+    model = recognizer._model
+
+    def raw() -> tuple[float, str]:
+        start = time.perf_counter()
+        pcm = decode_audio(io.BytesIO(data))
+        segments, _ = model.transcribe(pcm, language="en", beam_size=args.beam)
+        text = " ".join(s.text for s in segments)
+        return time.perf_counter() - start, text
+
+    # Best of two for both paths: the first call of a process pays one-off warm-up.
+    raw_wall, raw_text = min(raw(), raw())
+
+    settings = ServerSettings(service="transcriber", listen="127.0.0.1:0", grace_seconds=1.0)
+    app = create_app(config, settings, registry=registry)
+    port = await app.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb_grpc.TranscriberServiceStub(channel)
+            one = min(
+                [await stream_once(stub, data, args.beam) for _ in range(2)], key=lambda r: r.wall
+            )
+            n = args.streams
+            start = time.perf_counter()
+            for _ in range(n):
+                await stream_once(stub, data, args.beam)
+            sequential = time.perf_counter() - start
+            start = time.perf_counter()
+            runs = await asyncio.gather(*(stream_once(stub, data, args.beam) for _ in range(n)))
+            concurrent = time.perf_counter() - start
+    finally:
+        await app.stop(0)
+
+    rows += [
+        (
+            "raw faster-whisper wall (baseline)",
+            f"{raw_wall:.2f} s  ({seconds / raw_wall:.1f}x real time)",
+        ),
+        ("gRPC stream wall", f"{one.wall:.2f} s  ({seconds / one.wall:.1f}x real time)"),
+        ("gRPC / raw wall ratio", f"{one.wall / raw_wall:.2f}"),
+        (
+            "time to first segment (gRPC)",
+            f"{one.first_segment:.2f} s  ({one.first_segment / one.wall:.0%} of the stream)",
+        ),
+        ("WER raw / gRPC", f"{wer(reference, raw_text):.3f} / {wer(reference, one.text):.3f}"),
+        (f"{n} sequential streams wall", f"{sequential:.2f} s"),
+        (f"{n} concurrent streams wall", f"{concurrent:.2f} s"),
+        (f"throughput ratio {n} concurrent / sequential", f"{sequential / concurrent:.2f}"),
+        (
+            "first segment, concurrent (median)",
+            f"{float(np.median([r.first_segment for r in runs])):.2f} s",
+        ),
+        ("peak RSS", f"{peak_rss_mib():.0f} MiB"),
+    ]
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=1, help="corpus repetitions (~71 s each)")
+    parser.add_argument("--model", default="tiny.en")
+    parser.add_argument("--beam", type=int, default=1)
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--streams", type=int, default=4)
+    parser.add_argument("--max-active", type=int, default=0, help="0: the server default")
+    parser.add_argument("--cpu-threads", type=int, default=None, help="default: the server's")
+    args = parser.parse_args(argv)
+    rows = asyncio.run(bench(args))
+    width = max(len(k) for k, _ in rows)
+    print(f"{'measure'.ljust(width)}  value")
+    print(f"{'-' * width}  {'-' * 30}")
+    for key, value in rows:
+        print(f"{key.ljust(width)}  {value}")
+
+
+if __name__ == "__main__":
+    main()

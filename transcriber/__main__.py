@@ -1,0 +1,3 @@
+from transcriber.server import main
+
+main()

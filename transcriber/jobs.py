@@ -1,0 +1,189 @@
+"""One transcription job, from a validated request to a finished transcript.
+
+Synchronous: it runs on a worker thread, pulls bytes from a :class:`ByteFeed`
+filled by the transport, pushes events through a callback, and stops with
+:class:`Cancelled` soon after ``cancel`` is set.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from transcriber.asr import LANGUAGE_CODES, DecodeOptions
+from transcriber.audio import AudioArray, AudioDecoder, ByteFeed, PcmResampler
+from transcriber.config import TranscriberConfig
+from transcriber.errors import BadAudio, BadRequest, Cancelled, DeadlineTooShort
+from transcriber.formatting import OutputFormat, format_transcript
+from transcriber.live import LiveTranscriber
+from transcriber.models import ModelRegistry
+from transcriber.windowing import Emit, Transcript, WindowedTranscriber, WorkCounters
+
+log = logging.getLogger(__name__)
+
+MAX_PROMPT_CHARS = 1000
+MAX_HOTWORDS_CHARS = 500
+MIN_LIVE_RATE, MAX_LIVE_RATE = 8000, 48000
+# Live PCM is drained from the feed in reads of at most this many bytes.
+_LIVE_READ = 256 * 1024
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What the caller asked for, before validation (transport-free)."""
+
+    language: str = ""
+    translate: bool = False
+    word_timestamps: bool = False
+    output_format: OutputFormat = OutputFormat.TEXT
+    live: bool = False
+    sample_rate_hz: int = 0
+    initial_prompt: str = ""
+    hotwords: str = ""
+    beam_size: int = 0
+    model: str = ""
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A validated request."""
+
+    model: str
+    options: DecodeOptions
+    output_format: OutputFormat
+    live: bool
+    sample_rate_hz: int
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    transcript: Transcript
+    processing_seconds: float
+    model: str
+    device: str
+    formatted_text: str
+
+
+def validate(request: JobRequest, registry: ModelRegistry, config: TranscriberConfig) -> JobSpec:
+    """Check every field before any work starts; raises BadRequest naming the field."""
+    model = request.model or registry.default_name
+    if not registry.has(model):
+        raise BadRequest("model", f"unknown model {model!r}; ListModels lists them")
+    multilingual = registry.multilingual(model)
+    language = request.language.strip().lower()
+    if language in ("", "auto"):
+        language = ""
+    elif language not in LANGUAGE_CODES:
+        raise BadRequest("language", f"{request.language!r} is not an ISO 639-1 code Whisper knows")
+    if not multilingual and language not in ("", "en"):
+        raise BadRequest("language", f"model {model!r} is English-only")
+    if request.translate and not multilingual:
+        raise BadRequest("task", f"model {model!r} is English-only and cannot translate")
+    if request.beam_size and not 1 <= request.beam_size <= 10:
+        raise BadRequest("beam_size", "beam_size must be 1 to 10 (0: server default)")
+    if len(request.initial_prompt) > MAX_PROMPT_CHARS:
+        raise BadRequest("initial_prompt", f"initial_prompt is over {MAX_PROMPT_CHARS} characters")
+    if len(request.hotwords) > MAX_HOTWORDS_CHARS:
+        raise BadRequest("hotwords", f"hotwords is over {MAX_HOTWORDS_CHARS} characters")
+    if request.live and not MIN_LIVE_RATE <= request.sample_rate_hz <= MAX_LIVE_RATE:
+        raise BadRequest(
+            "sample_rate_hz",
+            f"sample_rate_hz must be {MIN_LIVE_RATE} to {MAX_LIVE_RATE} for live PCM",
+        )
+    options = DecodeOptions(
+        language=language or ("en" if not multilingual else None),
+        task="translate" if request.translate else "transcribe",
+        beam_size=request.beam_size or config.beam_size,
+        word_timestamps=request.word_timestamps,
+        initial_prompt=request.initial_prompt.strip() or None,
+        hotwords=request.hotwords.strip() or None,
+    )
+    return JobSpec(model, options, request.output_format, request.live, request.sample_rate_hz)
+
+
+def _pcm_chunks(feed: ByteFeed, resampler: PcmResampler) -> Iterator[AudioArray]:
+    carry = b""
+    while data := feed.read(_LIVE_READ):
+        data = carry + data
+        usable = len(data) - len(data) % 2
+        carry = data[usable:]
+        chunk = resampler.push(data[:usable])
+        if chunk.size:
+            yield chunk
+    tail = resampler.flush()
+    if tail.size:
+        yield tail
+
+
+def run_job(
+    spec: JobSpec,
+    feed: ByteFeed,
+    *,
+    registry: ModelRegistry,
+    config: TranscriberConfig,
+    cancel: threading.Event,
+    emit: Emit,
+    deadline_at: float | None = None,
+    counters: WorkCounters | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> JobOutcome:
+    """Transcribe what arrives in ``feed`` (until it finishes) and return the outcome."""
+    started = clock()
+    recognizer = registry.get(spec.model)
+    if spec.live:
+        live = LiveTranscriber(
+            recognizer,
+            spec.options,
+            emit=emit,
+            cancel=cancel,
+            min_chunk_seconds=config.live_min_chunk_seconds,
+            buffer_seconds=config.live_buffer_seconds,
+            counters=counters,
+        )
+        received = feed.peek_head(1)
+        if not received:
+            raise BadAudio("the upload has no bytes", reason="AUDIO_EMPTY")
+        transcript = live.run(_pcm_chunks(feed, PcmResampler(spec.sample_rate_hz)))
+    else:
+        decoder = AudioDecoder(feed, max_seconds=config.max_audio_seconds, cancel=cancel)
+        try:
+            info = decoder.open()
+            log.debug("decoding %s/%s, %s s", info.container, info.codec, info.duration_seconds)
+            if deadline_at is not None and info.duration_seconds is not None:
+                expected = info.duration_seconds * config.realtime_factor
+                remaining = deadline_at - clock()
+                if remaining < expected:
+                    raise DeadlineTooShort(
+                        f"{info.duration_seconds:.0f} s of audio needs about {expected:.1f} s; "
+                        f"the deadline leaves {max(remaining, 0.0):.1f} s",
+                        metadata={
+                            "expected_seconds": f"{expected:.1f}",
+                            "remaining_seconds": f"{max(remaining, 0.0):.1f}",
+                        },
+                    )
+            windows = WindowedTranscriber(
+                recognizer,
+                spec.options,
+                emit=emit,
+                cancel=cancel,
+                window_seconds=config.window_seconds,
+                counters=counters,
+            )
+            transcript = windows.run(decoder.chunks())
+        finally:
+            decoder.close()
+    if cancel.is_set():
+        raise Cancelled()
+    return JobOutcome(
+        transcript=transcript,
+        processing_seconds=clock() - started,
+        model=recognizer.name,
+        device=config.device,
+        formatted_text=format_transcript(transcript.segments, spec.output_format),
+    )
+
+
+__all__ = ["BadRequest", "JobOutcome", "JobRequest", "JobSpec", "run_job", "validate"]

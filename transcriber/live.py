@@ -1,0 +1,211 @@
+"""Live mode: transcribe PCM as it is spoken, with the local-agreement policy.
+
+As in whisper_streaming (Macháček et al., 2023): every time about a second
+of new audio arrives, the unconfirmed tail of the buffer is transcribed
+again; words on which two consecutive hypotheses agree are committed and sent
+as final segments, the rest as one partial segment that later messages
+replace. Confirmed audio is dropped from the buffer once it grows long, and
+the confirmed text primes the next pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import string
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from transcriber.asr import DecodeOptions, Language, Segment, SpeechRecognizer, Word
+from transcriber.audio import SAMPLE_RATE, AudioArray
+from transcriber.errors import Cancelled
+from transcriber.windowing import (
+    Emit,
+    LanguageEvent,
+    SegmentEvent,
+    Transcript,
+    WorkCounters,
+)
+
+log = logging.getLogger(__name__)
+
+_PROMPT_CHARS = 200
+# Whisper reads at most 30 s; a buffer past this must be cut whatever happened.
+_HARD_LIMIT_SECONDS = 28.0
+_TIME_SLACK = 0.5
+_STRIP = string.punctuation + string.whitespace
+
+
+def _key(word: str) -> str:
+    return word.strip(_STRIP).casefold()
+
+
+@dataclass
+class HypothesisBuffer:
+    """Words of the last hypothesis and what has been committed (whisper_streaming)."""
+
+    committed_in_buffer: list[Word]
+    buffer: list[Word]
+    last_committed_time: float = 0.0
+
+    @classmethod
+    def empty(cls) -> HypothesisBuffer:
+        return cls([], [])
+
+    def insert(self, new: list[Word]) -> list[Word]:
+        """Take a new hypothesis; return the words both it and the previous one agree on."""
+        # Word timings move between passes; a tolerant cut plus the n-gram
+        # check below loses fewer words at the boundary than a strict one.
+        fresh = [w for w in new if w.start > self.last_committed_time - _TIME_SLACK]
+        if fresh and abs(fresh[0].start - self.last_committed_time) < 1.0:
+            # The hypothesis may repeat the last committed words; drop the longest repeat.
+            cn, nn = len(self.committed_in_buffer), len(fresh)
+            for i in range(min(cn, nn, 5), 0, -1):
+                tail = [_key(w.word) for w in self.committed_in_buffer[-i:]]
+                head = [_key(w.word) for w in fresh[:i]]
+                if tail == head:
+                    fresh = fresh[i:]
+                    break
+        commit: list[Word] = []
+        while fresh and self.buffer and _key(fresh[0].word) == _key(self.buffer[0].word):
+            word = fresh.pop(0)
+            self.buffer.pop(0)
+            commit.append(word)
+            self.last_committed_time = word.end
+        self.buffer = fresh
+        self.committed_in_buffer.extend(commit)
+        return commit
+
+    def pop_committed(self, time: float) -> None:
+        while self.committed_in_buffer and self.committed_in_buffer[0].end <= time:
+            self.committed_in_buffer.pop(0)
+
+
+def _segment(words: list[Word], *, final: bool) -> Segment:
+    return Segment(
+        words[0].start, words[-1].end, "".join(w.word for w in words), tuple(words), final
+    )
+
+
+class LiveTranscriber:
+    """Runs the local-agreement loop over 16 kHz chunks as they arrive."""
+
+    def __init__(
+        self,
+        recognizer: SpeechRecognizer,
+        options: DecodeOptions,
+        *,
+        emit: Emit,
+        cancel: threading.Event,
+        min_chunk_seconds: float = 1.0,
+        buffer_seconds: float = 15.0,
+        counters: WorkCounters | None = None,
+    ) -> None:
+        self._recognizer = recognizer
+        # Agreement works on words, so word timings are always computed.
+        self._options = replace(options, word_timestamps=True)
+        self._keep_words = options.word_timestamps
+        self._emit = emit
+        self._cancel = cancel
+        self._min_chunk = int(min_chunk_seconds * SAMPLE_RATE)
+        self._max_buffer = buffer_seconds
+        self._counters = counters or WorkCounters()
+        self._audio = np.zeros(0, dtype=np.float32)
+        self._offset = 0.0  # seconds of audio dropped from the buffer's front
+        self._hyp = HypothesisBuffer.empty()
+        self._committed: list[Word] = []
+        self._finals: list[Segment] = []
+        self._language: Language | None = None
+        self._last_partial: str | None = None
+
+    def run(self, chunks: Iterable[AudioArray]) -> Transcript:
+        pending: list[AudioArray] = []
+        pending_samples = 0
+        for chunk in chunks:
+            if self._cancel.is_set():
+                raise Cancelled()
+            pending.append(chunk)
+            pending_samples += chunk.size
+            if pending_samples >= self._min_chunk:
+                self._audio = np.concatenate([self._audio, *pending])
+                pending, pending_samples = [], 0
+                self._step()
+        if pending:
+            self._audio = np.concatenate([self._audio, *pending])
+            self._step()
+        # The end of speech confirms whatever the last hypothesis holds.
+        if self._hyp.buffer:
+            self._commit(list(self._hyp.buffer))
+            self._hyp.buffer = []
+        total = self._offset + self._audio.size / SAMPLE_RATE
+        language = self._language or Language(self._options.language or "en", 0.0)
+        return Transcript(language, tuple(self._finals), total)
+
+    def _prompt(self) -> str | None:
+        before = [w for w in self._committed if w.end <= self._offset]
+        return "".join(w.word for w in before)[-_PROMPT_CHARS:].strip() or None
+
+    def _step(self) -> None:
+        if self._audio.size < SAMPLE_RATE // 2:
+            return
+        options = self._options
+        if self._language is not None:
+            options = replace(options, language=self._language.code)
+        result = self._recognizer.transcribe(
+            self._audio, options, offset=self._offset, prompt=self._prompt()
+        )
+        words = [w for seg in result.segments for w in seg.words]
+        if self._cancel.is_set():
+            raise Cancelled()
+        self._counters.add(windows=1)
+        if self._language is None:
+            self._language = result.language
+            self._emit(LanguageEvent(result.language))
+        committed = self._hyp.insert(words)
+        if committed:
+            self._commit(committed)
+        tail = self._hyp.buffer
+        text = "".join(w.word for w in tail)
+        if tail and text != self._last_partial:
+            self._emit(SegmentEvent(len(self._finals), self._public(_segment(tail, final=False))))
+            self._last_partial = text
+        self._trim()
+
+    def _public(self, segment: Segment) -> Segment:
+        return segment if self._keep_words else replace(segment, words=())
+
+    def _commit(self, words: list[Word]) -> None:
+        self._committed.extend(words)
+        segment = _segment(words, final=True)
+        self._finals.append(segment)
+        self._counters.add(segments=1)
+        self._emit(SegmentEvent(len(self._finals) - 1, self._public(segment)))
+        self._last_partial = None
+
+    def _trim(self) -> None:
+        seconds = self._audio.size / SAMPLE_RATE
+        if seconds > _HARD_LIMIT_SECONDS:
+            # No agreement for a whole Whisper window (noise, music): confirm the
+            # hypothesis as it stands, or drop audio that produced no words, so
+            # the buffer stays bounded.
+            if self._hyp.buffer:
+                self._commit(list(self._hyp.buffer))
+                self._hyp.buffer = []
+            else:
+                keep = SAMPLE_RATE
+                self._offset += (self._audio.size - keep) / SAMPLE_RATE
+                self._audio = self._audio[-keep:]
+                return
+        elif seconds <= self._max_buffer:
+            return
+        if not self._committed:
+            return
+        cut_time = self._committed[-1].end
+        cut = int((cut_time - self._offset) * SAMPLE_RATE)
+        if cut <= 0:
+            return
+        self._audio = self._audio[cut:]
+        self._offset = cut_time
+        self._hyp.pop_committed(cut_time)

