@@ -1,0 +1,128 @@
+"""Billing wiring: the database pool, the servicer, the reaper, the gRPC server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Mapping
+
+import asyncpg
+from opentelemetry.sdk.trace import TracerProvider
+
+from billing.config import BillingSettings
+from billing.reaper import Reaper
+from billing.repo import PgBillingStore, create_pool, wait_for_database
+from billing.service import SERVICE_NAME, BillingServicer
+from billing.v1 import billing_pb2_grpc
+from voxmesh import logging as vlogging
+from voxmesh import telemetry
+from voxmesh.config import ConfigError, ServerSettings, TelemetrySettings
+from voxmesh.server import GrpcServer, ServiceSpec, serve
+
+log = logging.getLogger(__name__)
+
+DOMAIN = "billing.voxmesh"
+DEFAULT_LISTEN = "127.0.0.1:50051"
+
+
+class BillingApp:
+    """The server plus what it owns: the pool and the reaper task."""
+
+    def __init__(self, server: GrpcServer, pool: asyncpg.Pool, reaper: Reaper | None) -> None:
+        self.server = server
+        self.pool = pool
+        self.reaper = reaper
+        self._reaper_task: asyncio.Task[None] | None = None
+
+    def start_reaper(self) -> None:
+        if self.reaper is not None and self._reaper_task is None:
+            self._reaper_task = asyncio.create_task(self.reaper.run(), name="billing-reaper")
+
+    async def start(self) -> int:
+        """Bind, start the reaper, report SERVING; return the port (tests)."""
+        port = await self.server.start()
+        self.start_reaper()
+        await self.server.set_serving(True)
+        return port
+
+    async def close(self) -> None:
+        """After the server drained: stop the reaper, close the pool."""
+        if self._reaper_task is not None:
+            self._reaper_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper_task
+            self._reaper_task = None
+        await self.pool.close()
+
+    async def stop(self, grace: float | None = None) -> None:
+        await self.server.stop(grace)
+        await self.close()
+
+
+async def create_app(
+    settings: BillingSettings,
+    server_settings: ServerSettings,
+    *,
+    tracer_provider: TracerProvider | None = None,
+    run_reaper: bool = True,
+) -> BillingApp:
+    pool = await create_pool(settings)
+    store = PgBillingStore(pool)
+    servicer = BillingServicer(store, settings)
+    services = [
+        ServiceSpec(
+            name=SERVICE_NAME,
+            add_to_server=lambda s: billing_pb2_grpc.add_BillingServiceServicer_to_server(
+                servicer, s
+            ),
+        )
+    ]
+    server = GrpcServer(server_settings, services, domain=DOMAIN, tracer_provider=tracer_provider)
+    reaper = (
+        Reaper(
+            store,
+            interval_seconds=settings.reaper_interval_seconds,
+            batch_size=settings.reaper_batch_size,
+            idempotency_ttl_hours=settings.idempotency_ttl_hours,
+        )
+        if run_reaper
+        else None
+    )
+    return BillingApp(server, pool, reaper)
+
+
+async def run(
+    settings: BillingSettings,
+    server_settings: ServerSettings,
+    tracer_provider: TracerProvider | None = None,
+) -> None:
+    await wait_for_database(settings.database_url)
+    app = await create_app(settings, server_settings, tracer_provider=tracer_provider)
+
+    async def ready() -> None:
+        app.start_reaper()
+
+    await serve(app.server, on_shutdown=app.close, ready=ready)
+
+
+def main(env: Mapping[str, str] | None = None) -> None:
+    environ = os.environ if env is None else env
+    try:
+        settings = BillingSettings.from_env(environ)
+        server_settings = ServerSettings.from_env(environ, "BILLING", default_listen=DEFAULT_LISTEN)
+        telemetry_settings = TelemetrySettings.from_env(environ, "billing")
+    except ConfigError as exc:
+        sys.exit(f"billing: {exc}")
+    vlogging.setup(
+        telemetry_settings.service_name,
+        fmt=telemetry_settings.log_format,
+        level=telemetry_settings.log_level,
+    )
+    provider = telemetry.setup(telemetry_settings)
+    try:
+        asyncio.run(run(settings, server_settings, provider))
+    finally:
+        provider.shutdown()

@@ -1,0 +1,245 @@
+"""The BillingService servicer: validate, call the store, translate to proto.
+
+Handlers only translate. Errors are raised as :mod:`voxmesh.errors` types
+and become gRPC statuses in the runtime's interceptor.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+import grpc
+from google.protobuf import timestamp_pb2
+
+from billing import validation
+from billing.config import BillingSettings
+from billing.domain import (
+    Hold,
+    HoldResult,
+    HoldState,
+    Pricing,
+    Transaction,
+    TransactionResult,
+    TxKind,
+    User,
+)
+from billing.repo import BillingStore
+from billing.v1 import billing_pb2 as pb
+from billing.v1 import billing_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BillingService"].full_name
+
+_HOLD_STATES = {
+    HoldState.PENDING: pb.HOLD_STATE_PENDING,
+    HoldState.CAPTURED: pb.HOLD_STATE_CAPTURED,
+    HoldState.RELEASED: pb.HOLD_STATE_RELEASED,
+    HoldState.EXPIRED: pb.HOLD_STATE_EXPIRED,
+}
+_TX_KINDS = {
+    TxKind.TOP_UP: pb.TRANSACTION_KIND_TOP_UP,
+    TxKind.CAPTURE: pb.TRANSACTION_KIND_CAPTURE,
+    TxKind.REFUND: pb.TRANSACTION_KIND_REFUND,
+    TxKind.GRANT: pb.TRANSACTION_KIND_GRANT,
+    TxKind.TRIAL: pb.TRANSACTION_KIND_TRIAL,
+}
+
+
+def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def user_to_proto(user: User) -> pb.User:
+    return pb.User(
+        user_id=user.user_id,
+        username=user.username,
+        language_code=user.language_code,
+        role=validation.role_to_proto(user.role),
+        create_time=_timestamp(user.create_time),
+    )
+
+
+def hold_to_proto(hold: Hold) -> pb.Hold:
+    job = hold.job
+    return pb.Hold(
+        hold_id=str(hold.hold_id),
+        user_id=hold.user_id,
+        amount_credits=hold.amount_credits,
+        captured_credits=hold.captured_credits,
+        state=_HOLD_STATES[hold.state],
+        expire_time=_timestamp(hold.expire_time),
+        job=pb.Job(
+            chat_id=job.chat_id,
+            message_id=job.message_id,
+            file_id=job.file_id,
+            duration_seconds=job.duration_seconds,
+            trace_id=job.trace_id,
+        ),
+    )
+
+
+def transaction_to_proto(tx: Transaction) -> pb.Transaction:
+    return pb.Transaction(
+        transaction_id=tx.transaction_id,
+        kind=_TX_KINDS.get(tx.kind, pb.TRANSACTION_KIND_UNSPECIFIED),
+        amount_credits=tx.signed_amount,
+        balance_after_credits=tx.balance_after_credits,
+        description=tx.description,
+        create_time=_timestamp(tx.create_time),
+    )
+
+
+def _encode_reserve(result: HoldResult) -> bytes:
+    return pb.ReserveResponse(hold=hold_to_proto(result.hold)).SerializeToString()
+
+
+def _encode_capture(result: HoldResult) -> bytes:
+    return pb.CaptureResponse(
+        hold=hold_to_proto(result.hold), balance_credits=result.balance_credits
+    ).SerializeToString()
+
+
+def _encode_release(result: HoldResult) -> bytes:
+    return pb.ReleaseResponse(
+        hold=hold_to_proto(result.hold), balance_credits=result.balance_credits
+    ).SerializeToString()
+
+
+def _encode_top_up(result: TransactionResult) -> bytes:
+    return pb.TopUpResponse(
+        transaction=transaction_to_proto(result.transaction),
+        balance_credits=result.balance_credits,
+    ).SerializeToString()
+
+
+def _encode_refund(result: TransactionResult) -> bytes:
+    return pb.RefundResponse(
+        transaction=transaction_to_proto(result.transaction),
+        balance_credits=result.balance_credits,
+    ).SerializeToString()
+
+
+def _encode_grant(result: TransactionResult) -> bytes:
+    return pb.GrantResponse(
+        transaction=transaction_to_proto(result.transaction),
+        balance_credits=result.balance_credits,
+    ).SerializeToString()
+
+
+class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
+    def __init__(self, store: BillingStore, settings: BillingSettings) -> None:
+        self._store = store
+        self._settings = settings
+        self._pricing = Pricing(settings.price_per_minute_credits)
+
+    async def EnsureUser(
+        self, request: pb.EnsureUserRequest, context: grpc.aio.ServicerContext
+    ) -> pb.EnsureUserResponse:
+        cmd = validation.ensure_user(request)
+        user, created = await self._store.ensure_user(
+            cmd,
+            make_admin=cmd.user_id in self._settings.admin_user_ids,
+            trial_credits=self._settings.trial_credits,
+        )
+        if created:
+            log.info("new user %d", user.user_id)
+        return pb.EnsureUserResponse(user=user_to_proto(user), created=created)
+
+    async def GetUser(
+        self, request: pb.GetUserRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetUserResponse:
+        user = await self._store.get_user(validation.user_id(request))
+        return pb.GetUserResponse(user=user_to_proto(user))
+
+    async def GetBalance(
+        self, request: pb.GetBalanceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetBalanceResponse:
+        balance = await self._store.get_balance(validation.user_id(request))
+        return pb.GetBalanceResponse(
+            balance_credits=balance.balance_credits,
+            held_credits=balance.held_credits,
+            seconds_available=self._pricing.seconds_for(balance.balance_credits),
+        )
+
+    async def Quote(
+        self, request: pb.QuoteRequest, context: grpc.aio.ServicerContext
+    ) -> pb.QuoteResponse:
+        seconds = validation.quote(request)
+        return pb.QuoteResponse(amount_credits=self._pricing.price(seconds))
+
+    async def Reserve(
+        self, request: pb.ReserveRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReserveResponse:
+        idem, cmd = validation.reserve(request)
+        body = await self._store.reserve(
+            idem, cmd, self._settings.hold_ttl_seconds, _encode_reserve
+        )
+        return pb.ReserveResponse.FromString(body)
+
+    async def Capture(
+        self, request: pb.CaptureRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CaptureResponse:
+        idem, cmd = validation.capture(request)
+        return pb.CaptureResponse.FromString(await self._store.capture(idem, cmd, _encode_capture))
+
+    async def Release(
+        self, request: pb.ReleaseRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReleaseResponse:
+        idem, cmd = validation.release(request)
+        return pb.ReleaseResponse.FromString(await self._store.release(idem, cmd, _encode_release))
+
+    async def TopUp(
+        self, request: pb.TopUpRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TopUpResponse:
+        idem, cmd = validation.top_up(request)
+        return pb.TopUpResponse.FromString(await self._store.top_up(idem, cmd, _encode_top_up))
+
+    async def Refund(
+        self, request: pb.RefundRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RefundResponse:
+        idem, cmd = validation.refund(request)
+        return pb.RefundResponse.FromString(await self._store.refund(idem, cmd, _encode_refund))
+
+    async def ListTransactions(
+        self, request: pb.ListTransactionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListTransactionsResponse:
+        user_id, before, size = validation.list_transactions(request)
+        # One extra row says whether an older page exists.
+        rows = await self._store.list_transactions(user_id, before, size + 1)
+        page = rows[:size]
+        token = ""
+        if len(rows) > size:
+            token = validation.encode_page_token(user_id, page[-1].transaction_id)
+        return pb.ListTransactionsResponse(
+            transactions=[transaction_to_proto(tx) for tx in page], next_page_token=token
+        )
+
+    async def SetRole(
+        self, request: pb.SetRoleRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetRoleResponse:
+        cmd = validation.set_role(request)
+        user = await self._store.set_role(cmd)
+        log.info("user %d set role of %d to %s", cmd.actor_user_id, cmd.user_id, cmd.role.value)
+        return pb.SetRoleResponse(user=user_to_proto(user))
+
+    async def Grant(
+        self, request: pb.GrantRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GrantResponse:
+        idem, cmd = validation.grant(request)
+        return pb.GrantResponse.FromString(await self._store.grant(idem, cmd, _encode_grant))
+
+    async def Stats(
+        self, request: pb.StatsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.StatsResponse:
+        s = await self._store.stats(validation.stats(request))
+        return pb.StatsResponse(
+            users=s.users,
+            holds_pending=s.holds_pending,
+            credits_held=s.credits_held,
+            credits_captured=s.credits_captured,
+            credits_topped_up=s.credits_topped_up,
+        )

@@ -1,0 +1,228 @@
+"""The one validation layer: every request is checked here, field by field,
+and turned into a domain command before any work starts.
+
+A bad field is INVALID_ARGUMENT (reason INVALID_REQUEST) with metadata
+"field" naming it, so callers can point at what they sent wrong.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import struct
+import uuid
+
+from google.protobuf.message import Message
+
+from billing import domain
+from billing.domain import MAX_AMOUNT_CREDITS, MAX_DURATION_SECONDS, IdempotencyKey, Role
+from billing.v1 import billing_pb2 as pb
+from voxmesh.errors import invalid_field
+
+MAX_KEY_CHARS = 128
+MAX_REASON_CHARS = 256
+MAX_USERNAME_CHARS = 64
+MAX_LANGUAGE_CHARS = 16
+MAX_FILE_ID_CHARS = 512
+MAX_PROVIDER_CHARS = 64
+MAX_CHARGE_ID_CHARS = 256
+DEFAULT_PAGE_SIZE = 10
+MAX_PAGE_SIZE = 100
+
+_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+_PAGE_TOKEN = struct.Struct(">qq")
+
+_ROLES = {
+    pb.ROLE_USER: Role.USER,
+    pb.ROLE_ADMIN: Role.ADMIN,
+    pb.ROLE_BANNED: Role.BANNED,
+}
+
+
+def _user_id(value: int, field: str = "user_id") -> int:
+    if value <= 0:
+        raise invalid_field(field, f"{field} must be a positive Telegram user id")
+    return value
+
+
+def _amount(value: int, field: str = "amount_credits", *, allow_zero: bool = False) -> int:
+    low = 0 if allow_zero else 1
+    if not low <= value <= MAX_AMOUNT_CREDITS:
+        raise invalid_field(field, f"{field} must be {low} to {MAX_AMOUNT_CREDITS}")
+    return value
+
+
+def _text(value: str, field: str, max_chars: int, *, required: bool = False) -> str:
+    if required and not value:
+        raise invalid_field(field, f"{field} is required")
+    if len(value) > max_chars:
+        raise invalid_field(field, f"{field} is longer than {max_chars} characters")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise invalid_field(field, f"{field} contains control characters")
+    return value
+
+
+def _hold_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise invalid_field("hold_id", "hold_id is not a UUID") from None
+
+
+def idempotency_key(method: str, request: Message) -> IdempotencyKey:
+    """The key, scoped to ``method``, with the hash of everything else sent.
+
+    The hash covers the deterministic serialisation of the request with only
+    the key cleared, so any other changed field makes a different request.
+    """
+    key: str = getattr(request, "idempotency_key")  # noqa: B009 - every keyed request has it
+    _text(key, "idempotency_key", MAX_KEY_CHARS, required=True)
+    body = type(request)()
+    body.CopyFrom(request)
+    body.ClearField("idempotency_key")
+    digest = hashlib.sha256(body.SerializeToString(deterministic=True)).digest()
+    return IdempotencyKey(method=method, key=key, request_hash=digest)
+
+
+def ensure_user(req: pb.EnsureUserRequest) -> domain.EnsureUser:
+    return domain.EnsureUser(
+        user_id=_user_id(req.user_id),
+        username=_text(req.username, "username", MAX_USERNAME_CHARS),
+        language_code=_text(req.language_code, "language_code", MAX_LANGUAGE_CHARS),
+    )
+
+
+def user_id(req: pb.GetUserRequest | pb.GetBalanceRequest) -> int:
+    return _user_id(req.user_id)
+
+
+def quote(req: pb.QuoteRequest) -> int:
+    if not 1 <= req.duration_seconds <= MAX_DURATION_SECONDS:
+        raise invalid_field(
+            "duration_seconds", f"duration_seconds must be 1 to {MAX_DURATION_SECONDS}"
+        )
+    return req.duration_seconds
+
+
+def _job(req: pb.ReserveRequest) -> domain.Job:
+    if not req.HasField("job"):
+        raise invalid_field("job", "job is required")
+    job = req.job
+    if job.chat_id == 0:
+        raise invalid_field("job.chat_id", "job.chat_id is required")
+    if job.message_id <= 0:
+        raise invalid_field("job.message_id", "job.message_id must be positive")
+    if not 0 <= job.duration_seconds <= MAX_DURATION_SECONDS:
+        raise invalid_field(
+            "job.duration_seconds", f"job.duration_seconds must be 0 to {MAX_DURATION_SECONDS}"
+        )
+    if job.trace_id and not _TRACE_ID.match(job.trace_id):
+        raise invalid_field("job.trace_id", "job.trace_id must be 32 lowercase hex characters")
+    return domain.Job(
+        chat_id=job.chat_id,
+        message_id=job.message_id,
+        file_id=_text(job.file_id, "job.file_id", MAX_FILE_ID_CHARS),
+        duration_seconds=job.duration_seconds,
+        trace_id=job.trace_id,
+    )
+
+
+def reserve(req: pb.ReserveRequest) -> tuple[IdempotencyKey, domain.Reserve]:
+    idem = idempotency_key("Reserve", req)
+    return idem, domain.Reserve(
+        user_id=_user_id(req.user_id), amount_credits=_amount(req.amount_credits), job=_job(req)
+    )
+
+
+def capture(req: pb.CaptureRequest) -> tuple[IdempotencyKey, domain.Capture]:
+    idem = idempotency_key("Capture", req)
+    return idem, domain.Capture(
+        hold_id=_hold_id(req.hold_id),
+        amount_credits=_amount(req.amount_credits, allow_zero=True),
+    )
+
+
+def release(req: pb.ReleaseRequest) -> tuple[IdempotencyKey, domain.Release]:
+    idem = idempotency_key("Release", req)
+    return idem, domain.Release(
+        hold_id=_hold_id(req.hold_id), reason=_text(req.reason, "reason", MAX_REASON_CHARS)
+    )
+
+
+def top_up(req: pb.TopUpRequest) -> tuple[IdempotencyKey, domain.TopUp]:
+    idem = idempotency_key("TopUp", req)
+    return idem, domain.TopUp(
+        user_id=_user_id(req.user_id),
+        amount_credits=_amount(req.amount_credits),
+        provider=_text(req.provider, "provider", MAX_PROVIDER_CHARS, required=True),
+        provider_charge_id=_text(
+            req.provider_charge_id, "provider_charge_id", MAX_CHARGE_ID_CHARS, required=True
+        ),
+    )
+
+
+def refund(req: pb.RefundRequest) -> tuple[IdempotencyKey, domain.Refund]:
+    idem = idempotency_key("Refund", req)
+    return idem, domain.Refund(
+        hold_id=_hold_id(req.hold_id),
+        amount_credits=_amount(req.amount_credits),
+        reason=_text(req.reason, "reason", MAX_REASON_CHARS),
+    )
+
+
+def grant(req: pb.GrantRequest) -> tuple[IdempotencyKey, domain.Grant]:
+    idem = idempotency_key("Grant", req)
+    return idem, domain.Grant(
+        actor_user_id=_user_id(req.actor_user_id, "actor_user_id"),
+        user_id=_user_id(req.user_id),
+        amount_credits=_amount(req.amount_credits),
+    )
+
+
+def set_role(req: pb.SetRoleRequest) -> domain.SetRole:
+    actor = _user_id(req.actor_user_id, "actor_user_id")
+    target = _user_id(req.user_id)
+    role = _ROLES.get(req.role)
+    if role is None:
+        raise invalid_field("role", "role must be ROLE_USER, ROLE_ADMIN or ROLE_BANNED")
+    return domain.SetRole(actor_user_id=actor, user_id=target, role=role)
+
+
+def stats(req: pb.StatsRequest) -> int:
+    return _user_id(req.actor_user_id, "actor_user_id")
+
+
+def list_transactions(req: pb.ListTransactionsRequest) -> tuple[int, int | None, int]:
+    """(user id, transaction id to page below or None, page size)."""
+    uid = _user_id(req.user_id)
+    if req.page_size < 0 or req.page_size > MAX_PAGE_SIZE:
+        raise invalid_field("page_size", f"page_size must be 0 to {MAX_PAGE_SIZE}")
+    size = req.page_size or DEFAULT_PAGE_SIZE
+    before = decode_page_token(req.page_token, uid) if req.page_token else None
+    return uid, before, size
+
+
+def encode_page_token(user_id: int, before_id: int) -> str:
+    raw = _PAGE_TOKEN.pack(user_id, before_id)
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_page_token(token: str, user_id: int) -> int:
+    """The cursor in a token from encode_page_token, for the same user only."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        owner, before = _PAGE_TOKEN.unpack(raw)
+    except (binascii.Error, struct.error, ValueError):
+        raise invalid_field("page_token", "page_token is not a token from this API") from None
+    if owner != user_id or before <= 0:
+        raise invalid_field("page_token", "page_token belongs to another listing")
+    return int(before)
+
+
+def role_to_proto(role: Role) -> pb.Role:
+    for value, name in _ROLES.items():
+        if name is role:
+            return value
+    raise AssertionError(role)
