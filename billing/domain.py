@@ -138,6 +138,7 @@ class Stats:
     credits_held: int
     credits_captured: int
     credits_topped_up: int
+    holds_expired: int = 0
 
 
 @dataclass(frozen=True)

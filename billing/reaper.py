@@ -12,6 +12,7 @@ import asyncio
 import logging
 import random
 
+from billing.metrics import BillingMetrics
 from billing.repo import BillingStore
 from voxmesh.errors import ServiceError
 
@@ -28,8 +29,10 @@ class Reaper:
         interval_seconds: float,
         batch_size: int,
         idempotency_ttl_hours: int,
+        metrics: BillingMetrics | None = None,
     ) -> None:
         self._store = store
+        self._metrics = metrics
         self._interval = interval_seconds
         self._batch = batch_size
         self._ttl_hours = idempotency_ttl_hours
@@ -40,6 +43,8 @@ class Reaper:
         pruned = await self._store.prune_idempotency_keys(self._ttl_hours, PRUNE_BATCH)
         if expired or pruned:
             log.info("reaper expired %d holds, pruned %d idempotency keys", expired, pruned)
+        if self._metrics is not None:
+            self._metrics.update(await self._store.snapshot())
         return expired, pruned
 
     async def run(self) -> None:

@@ -116,6 +116,7 @@ class BillingStore(Protocol):
     async def set_role(self, cmd: domain.SetRole) -> User: ...
 
     async def stats(self, actor_user_id: int) -> Stats: ...
+    async def snapshot(self) -> Stats: ...
 
     async def expire_holds(self, batch_size: int) -> int: ...
 
@@ -562,14 +563,13 @@ class PgBillingStore:
             role = await conn.fetchval(sql.SQL_GET_ROLE, actor_user_id)
             domain.require_admin(Role(role) if role is not None else None)
             row = await conn.fetchrow(sql.SQL_STATS)
-        assert row is not None
-        return Stats(
-            users=row["users"],
-            holds_pending=row["holds_pending"],
-            credits_held=row["held"],
-            credits_captured=row["captured"],
-            credits_topped_up=row["topped_up"],
-        )
+        return _stats(row)
+
+    @_db_call
+    async def snapshot(self) -> Stats:
+        """The totals behind the billing metrics (no caller check: not exposed as an RPC)."""
+        async with self._pool.acquire() as conn:
+            return _stats(await conn.fetchrow(sql.SQL_STATS))
 
     # -- housekeeping ---------------------------------------------------------------
 
@@ -649,3 +649,15 @@ async def wait_for_database(dsn: str, *, attempts: int = 30, delay: float = 1.0)
         else:
             await conn.close()
             return
+
+
+def _stats(row: asyncpg.Record | None) -> Stats:
+    assert row is not None
+    return Stats(
+        users=row["users"],
+        holds_pending=row["holds_pending"],
+        credits_held=row["held"],
+        credits_captured=row["captured"],
+        credits_topped_up=row["topped_up"],
+        holds_expired=row["holds_expired"],
+    )

@@ -13,6 +13,7 @@ import asyncpg
 from opentelemetry.sdk.trace import TracerProvider
 
 from billing.config import BillingSettings
+from billing.metrics import BillingMetrics
 from billing.reaper import Reaper
 from billing.repo import PgBillingStore, create_pool, wait_for_database
 from billing.service import SERVICE_NAME, BillingServicer
@@ -87,6 +88,7 @@ async def create_app(
             interval_seconds=settings.reaper_interval_seconds,
             batch_size=settings.reaper_batch_size,
             idempotency_ttl_hours=settings.idempotency_ttl_hours,
+            metrics=BillingMetrics(server.metrics.registry),
         )
         if run_reaper
         else None

@@ -259,7 +259,8 @@ SELECT (SELECT count(*) FROM users) AS users,
        (SELECT coalesce(sum(amount_credits), 0)::bigint FROM ledger_transactions
          WHERE kind = 'capture') AS captured,
        (SELECT coalesce(sum(amount_credits), 0)::bigint FROM ledger_transactions
-         WHERE kind = 'top_up') AS topped_up
+         WHERE kind = 'top_up') AS topped_up,
+       (SELECT count(*) FROM holds WHERE state = 'expired') AS holds_expired
 """
 
 SQL_DUE_HOLDS = """
