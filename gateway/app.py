@@ -1,44 +1,61 @@
-"""Gateway wiring: the bot, its routers and middlewares, health and metrics over HTTP."""
+"""Gateway wiring: the bot, its routers and middlewares, Redis, webhook or polling, HTTP.
+
+Long polling by default; ``GATEWAY_MODE=webhook`` serves Telegram's POSTs at
+``/webhook`` (checked against TELEGRAM_WEBHOOK_SECRET) beside ``/healthz``,
+``/readyz`` and ``/metrics`` on GATEWAY_HTTP_ADDR. SIGTERM: ``/readyz``
+turns 503, no new updates are taken, jobs in flight get
+GATEWAY_GRACE_SECONDS to finish; what is still running then is cancelled,
+which releases its hold and tells the user.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
-import grpc
 from aiogram import BaseMiddleware, Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.types import ErrorEvent, TelegramObject
+from aiogram.types import TelegramObject
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from redis.asyncio import Redis
 
 from gateway.clients import Services
-from gateway.config import GatewaySettings
+from gateway.config import WEBHOOK_PATH, GatewaySettings
 from gateway.handlers import routers
-from gateway.i18n import lang_of, t
-from gateway.middlewares import TracingMiddleware, UserMiddleware
+from gateway.jobs import JobLanes
+from gateway.limits import RateLimiter, UpdateDedupe
+from gateway.middlewares import (
+    DedupeMiddleware,
+    RateLimitMiddleware,
+    TracingMiddleware,
+    UserMiddleware,
+    UserOrderMiddleware,
+)
 from gateway.pipeline import Pipeline
+from gateway.prefs import Prefs, RedisPrefs
 from gateway.telegram_files import TelegramFiles
-from notifier.v1 import notifier_pb2
 from voxmesh import logging as vlogging
 from voxmesh import telemetry
 from voxmesh.config import ConfigError, parse_addr
-from voxmesh.telemetry import current_trace_id
 
 log = logging.getLogger(__name__)
 
 
 class InFlight(BaseMiddleware):
-    """Counts updates being handled, so shutdown can wait for them to finish."""
+    """Tracks updates being handled, so shutdown can wait for them, then cancel the rest."""
 
     def __init__(self, gauge: Gauge) -> None:
-        self.count = 0
+        self.tasks: set[asyncio.Task[Any]] = set()
         self.idle = asyncio.Event()
         self.idle.set()
         self._gauge = gauge
@@ -49,16 +66,37 @@ class InFlight(BaseMiddleware):
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:
-        self.count += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self.tasks.add(task)
         self.idle.clear()
         self._gauge.inc()
         try:
             return await handler(event, data)
         finally:
-            self.count -= 1
+            self.tasks.discard(task)
             self._gauge.dec()
-            if self.count == 0:
+            if not self.tasks:
                 self.idle.set()
+
+    async def drain(self, grace: float) -> None:
+        """Wait up to ``grace`` seconds, then cancel what is left (holds get released)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.idle.wait(), grace)
+        left = list(self.tasks)
+        if left:
+            log.warning("cancelling %d updates still running after %.0fs", len(left), grace)
+            for task in left:
+                task.cancel()
+            await asyncio.wait(left, timeout=15)
+
+
+@dataclass
+class Guards:
+    """What the middlewares keep in Redis."""
+
+    limiter: RateLimiter
+    dedupe: UpdateDedupe
 
 
 def make_bot(settings: GatewaySettings) -> Bot:
@@ -69,11 +107,28 @@ def make_bot(settings: GatewaySettings) -> Bot:
 
 
 def build_dispatcher(
-    services: Services, pipeline: Pipeline, registry: CollectorRegistry, *, webhook: bool = False
+    *,
+    services: Services,
+    pipeline: Pipeline,
+    prefs: Prefs,
+    lanes: JobLanes,
+    guards: Guards,
+    settings: GatewaySettings,
+    registry: CollectorRegistry,
 ) -> tuple[Dispatcher, InFlight]:
     dp = Dispatcher()
     updates = Counter(
         "voxmesh_gateway_updates", "Telegram updates handled.", ["type"], registry=registry
+    )
+    duplicates = Counter(
+        "voxmesh_gateway_duplicate_updates",
+        "Updates dropped because their update_id was already seen.",
+        registry=registry,
+    )
+    refused = Counter(
+        "voxmesh_gateway_rate_limited",
+        "Messages and button presses dropped by the per-user rate limit.",
+        registry=registry,
     )
     in_flight = InFlight(
         Gauge("voxmesh_gateway_updates_in_flight", "Updates being handled.", registry=registry)
@@ -84,43 +139,44 @@ def build_dispatcher(
             updates.labels(event.event_type).inc()
             return await handler(event, data)
 
+    # Order matters: nothing before UserOrderMiddleware may await I/O (see it).
     dp.update.outer_middleware(in_flight)
+    dp.update.outer_middleware(TracingMiddleware(webhook=settings.mode == "webhook"))
+    dp.update.outer_middleware(UserOrderMiddleware())
+    dp.update.outer_middleware(DedupeMiddleware(guards.dedupe, duplicates))
     dp.update.outer_middleware(_Count())
-    dp.update.outer_middleware(TracingMiddleware(webhook=webhook))
     dp.update.outer_middleware(UserMiddleware(services))
+    # Inner: counts only what some handler takes, never a group's chatter.
+    limit = RateLimitMiddleware(guards.limiter, services, refused)
+    dp.message.middleware(limit)
+    dp.callback_query.middleware(limit)
     dp["services"] = services
     dp["pipeline"] = pipeline
+    dp["prefs"] = prefs
+    dp["lanes"] = lanes
+    dp["settings"] = settings
     dp.include_routers(*routers())
-
-    @dp.errors()
-    async def on_error(event: ErrorEvent) -> bool:
-        ref = current_trace_id() or "-"
-        log.error("update failed (trace %s)", ref, exc_info=event.exception)
-        message = event.update.message
-        if message is None:
-            return True
-        lang = lang_of(message.from_user.language_code if message.from_user else None)
-        with contextlib.suppress(grpc.aio.AioRpcError):
-            await services.notifier.Send(
-                notifier_pb2.SendRequest(
-                    idempotency_key=f"error:{message.chat.id}:{message.message_id}",
-                    chat_id=message.chat.id,
-                    text=t(lang, "failed_no_hold", ref=ref),
-                    reply_to_message_id=message.message_id,
-                ),
-                timeout=10,
-            )
-        return True
-
     return dp, in_flight
 
 
-def http_app(registry: CollectorRegistry, ready: Callable[[], bool]) -> web.Application:
+class Readiness(enum.Enum):
+    STARTING = "starting"
+    READY = "ready"
+    DRAINING = "draining"
+
+
+@dataclass
+class State:
+    readiness: Readiness = Readiness.STARTING
+
+
+def http_app(registry: CollectorRegistry, state: State) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok")
 
     async def readyz(_: web.Request) -> web.Response:
-        return web.Response(text="ready" if ready() else "starting", status=200 if ready() else 503)
+        ready = state.readiness is Readiness.READY
+        return web.Response(text=state.readiness.value, status=200 if ready else 503)
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(registry), content_type="text/plain")
@@ -132,11 +188,31 @@ def http_app(registry: CollectorRegistry, ready: Callable[[], bool]) -> web.Appl
     return app
 
 
-async def run(settings: GatewaySettings, *, grace: float = 30.0) -> None:
+class WebhookHandler(SimpleRequestHandler):
+    """aiogram's handler (secret checked: a wrong one is 401 and nothing else happens),
+    answering 503 while draining so Telegram re-delivers the update to another pod."""
+
+    def __init__(self, dp: Dispatcher, bot: Bot, *, secret: str, state: State) -> None:
+        super().__init__(dispatcher=dp, bot=bot, secret_token=secret)
+        self._state = state
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if self._state.readiness is Readiness.DRAINING:
+            return web.Response(status=503, text="draining")
+        return await super().handle(request)
+
+    async def close(self) -> None:
+        # run() closes the bot session itself, after the drain.
+        return None
+
+
+async def run(settings: GatewaySettings) -> None:
     registry = CollectorRegistry()
     services = Services.connect(
         settings.billing_target, settings.transcriber_target, settings.notifier_target
     )
+    redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    prefix = settings.key_prefix
     bot = make_bot(settings)
     pipeline = Pipeline(
         services,
@@ -147,9 +223,26 @@ async def run(settings: GatewaySettings, *, grace: float = 30.0) -> None:
         edit_interval_seconds=settings.edit_interval_seconds,
         text_document_threshold=settings.text_document_threshold,
     )
-    dp, in_flight = build_dispatcher(services, pipeline, registry)
-    is_ready = False
-    runner = web.AppRunner(http_app(registry, lambda: is_ready))
+    dp, in_flight = build_dispatcher(
+        services=services,
+        pipeline=pipeline,
+        prefs=RedisPrefs(redis, prefix),
+        lanes=JobLanes(redis, prefix, max_queued=settings.max_queued_jobs),
+        guards=Guards(
+            limiter=RateLimiter(redis, prefix, limit=settings.rate_limit_per_minute),
+            dedupe=UpdateDedupe(redis, prefix, ttl_seconds=settings.dedupe_ttl_seconds),
+        ),
+        settings=settings,
+        registry=registry,
+    )
+    state = State()
+    app = http_app(registry, state)
+    webhook = settings.mode == "webhook"
+    if webhook:
+        WebhookHandler(dp, bot, secret=settings.webhook_secret, state=state).register(
+            app, path=WEBHOOK_PATH
+        )
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     host, port = parse_addr("GATEWAY_HTTP_ADDR", settings.http_addr)
     await web.TCPSite(runner, host, port).start()
@@ -158,24 +251,45 @@ async def run(settings: GatewaySettings, *, grace: float = 30.0) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    polling = asyncio.create_task(
-        dp.start_polling(bot, handle_signals=False, close_bot_session=False, polling_timeout=10)
-    )
-    is_ready = True
-    log.info("gateway polling %s", telemetry.redact(settings.api_base))
-    stopper = asyncio.create_task(stop.wait())
-    await asyncio.wait({polling, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    is_ready = False
-    if not polling.done():
+    polling: asyncio.Task[None] | None = None
+    allowed = dp.resolve_used_update_types()
+    if webhook:
+        await bot.set_webhook(
+            settings.webhook_url, secret_token=settings.webhook_secret, allowed_updates=allowed
+        )
+        log.info("gateway webhook %s", telemetry.redact(settings.webhook_url))
+    else:
+        # A webhook left by an earlier deployment would make getUpdates fail.
+        await bot.delete_webhook()
+        polling = asyncio.create_task(
+            dp.start_polling(
+                bot,
+                handle_signals=False,
+                close_bot_session=False,
+                polling_timeout=10,
+                allowed_updates=allowed,
+            )
+        )
+        log.info("gateway polling %s", telemetry.redact(settings.api_base))
+    state.readiness = Readiness.READY
+    waits: set[asyncio.Task[Any]] = {asyncio.create_task(stop.wait())}
+    if polling is not None:
+        waits.add(polling)
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    state.readiness = Readiness.DRAINING
+    log.info("gateway draining (grace %.0fs)", settings.grace_seconds)
+    if polling is not None and not polling.done():
         await dp.stop_polling()
-    # Let jobs in flight finish (their holds are captured or released) within the grace.
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(in_flight.idle.wait(), grace)
-    with contextlib.suppress(Exception):
-        await polling
+    await in_flight.drain(settings.grace_seconds)
+    if polling is not None:
+        with contextlib.suppress(Exception):
+            await polling
     await bot.session.close()
     await services.close()
+    await redis.aclose()
     await runner.cleanup()
+    for task in waits:
+        task.cancel()
 
 
 def main() -> None:

@@ -4,6 +4,9 @@ The interface language follows Telegram's ``language_code``: Russian for
 "ru" (and the languages whose speakers most often read it), English
 otherwise. Sentences are short; a failure says what happened, whether money
 moved, and the reference an SRE can look up.
+
+A dict rather than aiogram's gettext ``I18nMiddleware``: two languages, no
+translators' tooling, and no compiled .mo files to build and ship.
 """
 
 from __future__ import annotations
@@ -15,23 +18,61 @@ _RU_READERS: Final = {"ru", "uk", "be", "kk"}
 MESSAGES: Final[dict[str, dict[str, str]]] = {
     "welcome": {
         "en": "Hi! Send me a voice note, audio or video and I'll turn it into text. "
-        "You have {balance} credits to start with. /help lists what I can do.",
+        "Your free trial: {balance} credits, about {minutes} min of audio. "
+        "/help lists what I can do.",
         "ru": "Привет! Пришлите голосовое, аудио или видео, и я превращу его в текст. "
-        "Для начала у вас {balance} кредитов. /help — что я умею.",
+        "Пробный баланс: {balance} кредитов, примерно {minutes} мин аудио. "
+        "/help — что я умею.",
+    },
+    "welcome_back": {
+        "en": "Hi again! Your balance: {balance} credits, about {minutes} min of audio. "
+        "Send me a voice note, audio or video.",
+        "ru": "Снова привет! Баланс: {balance} кредитов, примерно {minutes} мин аудио. "
+        "Пришлите голосовое, аудио или видео.",
     },
     "help": {
         "en": "Send a voice note, audio file, video or round video: I reply with its text.\n"
         "/balance — your credits\n/buy — top up with Telegram Stars\n"
-        "/history — your transactions\n/cancel — stop the current transcription",
+        "/history — your transactions\n/lang — speech language\n"
+        "/format — text, text with timestamps or SRT subtitles\n"
+        "/cancel — stop the current transcription\n"
+        "In groups: reply to a voice note with /t; admins can turn on /autotranscribe.",
         "ru": "Пришлите голосовое, аудио, видео или кружок — я отвечу текстом.\n"
         "/balance — ваши кредиты\n/buy — пополнить звёздами Telegram\n"
-        "/history — ваши операции\n/cancel — остановить расшифровку",
+        "/history — ваши операции\n/lang — язык речи\n"
+        "/format — текст, текст с таймкодами или субтитры SRT\n"
+        "/cancel — остановить расшифровку\n"
+        "В группах: ответьте на голосовое командой /t; админы могут включить /autotranscribe.",
+    },
+    "hint": {
+        "en": "Send me a voice note, audio or video and I'll transcribe it. /help",
+        "ru": "Пришлите голосовое, аудио или видео, и я его расшифрую. /help",
     },
     "balance": {
         "en": "Balance: {balance} credits (about {minutes} min of audio).",
         "ru": "Баланс: {balance} кредитов (примерно {minutes} мин аудио).",
     },
     "transcribing": {"en": "🎙 Transcribing…", "ru": "🎙 Расшифровываю…"},
+    "queued": {
+        "en": "⏳ Queued: {ahead} ahead of you.",
+        "ru": "⏳ В очереди: перед вами {ahead}.",
+    },
+    "queue_full": {
+        "en": "You already have {count} recordings waiting; send this one when they're done.",
+        "ru": "У вас уже {count} записей в очереди; пришлите эту, когда они закончатся.",
+    },
+    "cancelled": {
+        "en": "⏹ Stopped. Nothing was charged: your credits were released.",
+        "ru": "⏹ Остановлено. Ничего не списано: кредиты возвращены.",
+    },
+    "nothing_to_cancel": {
+        "en": "Nothing to cancel.",
+        "ru": "Отменять нечего.",
+    },
+    "rate_limited": {
+        "en": "Too many messages; please wait a minute.",
+        "ru": "Слишком много сообщений; подождите минуту.",
+    },
     "no_speech": {"en": "No speech found in this recording.", "ru": "В записи не найдено речи."},
     "no_funds": {
         "en": "Not enough credits: this recording costs {price}, you have {balance}. "
@@ -46,25 +87,34 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "Ничего не списано.",
     },
     "bad_media": {
-        "en": "I couldn't read this file as audio. Nothing was charged. Reference: {ref}",
-        "ru": "Не удалось прочитать файл как аудио. Ничего не списано. Код: {ref}",
+        "en": "I couldn't read this file as audio; your credits were released. Reference: {ref}",
+        "ru": "Не удалось прочитать файл как аудио; кредиты возвращены. Код: {ref}",
     },
     "too_long": {
-        "en": "This recording is too long for me. Nothing was charged. Reference: {ref}",
-        "ru": "Запись слишком длинная. Ничего не списано. Код: {ref}",
+        "en": "This recording is too long for me; your credits were released. Reference: {ref}",
+        "ru": "Запись слишком длинная; кредиты возвращены. Код: {ref}",
     },
     "busy": {
-        "en": "I'm overloaded right now; try again in a minute. Nothing was charged. "
+        "en": "I'm overloaded, try again in a minute; your credits were released. Reference: {ref}",
+        "ru": "Я перегружен, попробуйте через минуту; кредиты возвращены. Код: {ref}",
+    },
+    "language_unavailable": {
+        "en": "I can't transcribe that language here (see /lang); your credits were released. "
         "Reference: {ref}",
-        "ru": "Сейчас я перегружен, попробуйте через минуту. Ничего не списано. Код: {ref}",
+        "ru": "Этот язык здесь недоступен (см. /lang); кредиты возвращены. Код: {ref}",
     },
     "failed": {
-        "en": "Sorry, the transcription failed. Your credits were released. Reference: {ref}",
-        "ru": "Не удалось расшифровать запись. Кредиты возвращены. Код: {ref}",
+        "en": "Sorry, the transcription failed; your credits were released. Reference: {ref}",
+        "ru": "Не удалось расшифровать запись; кредиты возвращены. Код: {ref}",
+    },
+    "interrupted": {
+        "en": "The bot restarted mid-way; your credits were released, please send it again. "
+        "Reference: {ref}",
+        "ru": "Бот перезапустился; кредиты возвращены, пришлите запись ещё раз. Код: {ref}",
     },
     "failed_no_hold": {
-        "en": "Sorry, something went wrong. Nothing was charged. Reference: {ref}",
-        "ru": "Что-то пошло не так. Ничего не списано. Код: {ref}",
+        "en": "Sorry, something went wrong; nothing was charged. Reference: {ref}",
+        "ru": "Что-то пошло не так; ничего не списано. Код: {ref}",
     },
     "transcript_below": {
         "en": "📝 The transcript is long; it follows in the next messages.",
@@ -74,6 +124,127 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "en": "📝 The transcript is long; here it is as a file.",
         "ru": "📝 Текст длинный, отправляю его файлом.",
     },
+    "subtitles_file": {
+        "en": "📝 Here are the subtitles (SRT).",
+        "ru": "📝 Вот субтитры (SRT).",
+    },
+    # Settings
+    "lang_current": {
+        "en": "Speech language: {current}. Choose another:",
+        "ru": "Язык речи: {current}. Выберите другой:",
+    },
+    "lang_set": {"en": "Speech language: {current}.", "ru": "Язык речи: {current}."},
+    "lang_auto": {"en": "detect automatically", "ru": "определять автоматически"},
+    "lang_bad": {
+        "en": "Unknown language; try /lang auto, /lang en or /lang ru.",
+        "ru": "Неизвестный язык; попробуйте /lang auto, /lang en или /lang ru.",
+    },
+    "lang_english_only": {
+        "en": "This server only transcribes English; the language stays {current}.",
+        "ru": "Этот сервер расшифровывает только английский; язык остаётся: {current}.",
+    },
+    "format_current": {
+        "en": "Transcript format: {current}. Choose another:",
+        "ru": "Формат расшифровки: {current}. Выберите другой:",
+    },
+    "format_set": {"en": "Transcript format: {current}.", "ru": "Формат расшифровки: {current}."},
+    "format_bad": {
+        "en": "Unknown format; try /format text, /format timestamps or /format srt.",
+        "ru": "Неизвестный формат; попробуйте /format text, /format timestamps или /format srt.",
+    },
+    "format_text": {"en": "plain text", "ru": "обычный текст"},
+    "format_timestamps": {"en": "text with timestamps", "ru": "текст с таймкодами"},
+    "format_srt": {"en": "SRT subtitles", "ru": "субтитры SRT"},
+    # Payments
+    "buy_menu": {
+        "en": "Top up with Telegram Stars; choose a package:",
+        "ru": "Пополнение звёздами Telegram; выберите пакет:",
+    },
+    "buy_button": {"en": "{stars} ⭐ → {credits} credits", "ru": "{stars} ⭐ → {credits} кредитов"},
+    "invoice_title": {"en": "{credits} credits", "ru": "{credits} кредитов"},
+    "invoice_description": {
+        "en": "{credits} credits: about {minutes} min of transcribed audio.",
+        "ru": "{credits} кредитов: примерно {minutes} мин расшифрованного аудио.",
+    },
+    "invoice_sent": {"en": "Invoice below 👇", "ru": "Счёт ниже 👇"},
+    "offer_expired": {
+        "en": "This offer is no longer valid; please use /buy again.",
+        "ru": "Это предложение больше не действует; откройте /buy ещё раз.",
+    },
+    "paid": {
+        "en": "✅ Payment received: +{credits} credits. Balance: {balance}.",
+        "ru": "✅ Оплата получена: +{credits} кредитов. Баланс: {balance}.",
+    },
+    "payment_failed": {
+        "en": "Your payment arrived but I couldn't add the credits yet; "
+        "support will fix it with this reference: {ref}",
+        "ru": "Оплата пришла, но кредиты пока не начислены; поддержка исправит это по коду: {ref}",
+    },
+    # History
+    "history_title": {"en": "Your transactions:", "ru": "Ваши операции:"},
+    "history_empty": {"en": "No transactions yet.", "ru": "Операций пока нет."},
+    "history_older": {"en": "Older ›", "ru": "Раньше ›"},
+    "history_newest": {"en": "« Newest", "ru": "« Последние"},
+    "history_private": {
+        "en": "Your history is private: ask me in a direct chat.",
+        "ru": "История личная: спросите меня в личном чате.",
+    },
+    "tx_top_up": {"en": "top-up", "ru": "пополнение"},
+    "tx_capture": {"en": "transcription", "ru": "расшифровка"},
+    "tx_refund": {"en": "refund", "ru": "возврат"},
+    "tx_grant": {"en": "gift", "ru": "подарок"},
+    "tx_trial": {"en": "free trial", "ru": "пробный баланс"},
+    "tx_other": {"en": "other", "ru": "другое"},
+    # Groups
+    "t_usage": {
+        "en": "Reply to a voice note, audio or video with /t to transcribe it.",
+        "ru": "Ответьте командой /t на голосовое, аудио или видео, чтобы расшифровать его.",
+    },
+    "auto_on": {
+        "en": "Auto-transcription is on: I'll transcribe every voice note here.",
+        "ru": "Авторасшифровка включена: я буду расшифровывать все голосовые здесь.",
+    },
+    "auto_off": {
+        "en": "Auto-transcription is off; reply to a note with /t to transcribe it.",
+        "ru": "Авторасшифровка выключена; ответьте на голосовое командой /t.",
+    },
+    "group_admins_only": {
+        "en": "Only group admins can change this.",
+        "ru": "Это могут менять только админы группы.",
+    },
+    "groups_only": {
+        "en": "This command works in groups.",
+        "ru": "Эта команда работает в группах.",
+    },
+    # Admin
+    "admins_only": {"en": "Admins only.", "ru": "Только для администраторов."},
+    "usage_grant": {"en": "Usage: /grant USER_ID CREDITS", "ru": "Формат: /grant USER_ID КРЕДИТЫ"},
+    "usage_user": {"en": "Usage: /{command} USER_ID", "ru": "Формат: /{command} USER_ID"},
+    "granted": {
+        "en": "Granted {credits} credits to {user}; their balance is {balance}.",
+        "ru": "Пользователю {user} начислено {credits} кредитов; баланс: {balance}.",
+    },
+    "user_banned": {"en": "User {user} is banned.", "ru": "Пользователь {user} заблокирован."},
+    "user_unbanned": {
+        "en": "User {user} is unbanned.",
+        "ru": "Пользователь {user} разблокирован.",
+    },
+    "no_such_user": {"en": "No such user.", "ru": "Нет такого пользователя."},
+    "stats": {
+        "en": "Users: {users}\nPending holds: {holds} ({held} credits)\n"
+        "Captured: {captured} credits\nTopped up: {topped} credits",
+        "ru": "Пользователей: {users}\nОжидающих холдов: {holds} ({held} кредитов)\n"
+        "Списано: {captured} кредитов\nПополнено: {topped} кредитов",
+    },
+}
+
+LANGUAGE_NAMES: Final[dict[str, dict[str, str]]] = {
+    "en": {"en": "English", "ru": "английский"},
+    "ru": {"en": "Russian", "ru": "русский"},
+    "uk": {"en": "Ukrainian", "ru": "украинский"},
+    "de": {"en": "German", "ru": "немецкий"},
+    "es": {"en": "Spanish", "ru": "испанский"},
+    "fr": {"en": "French", "ru": "французский"},
 }
 
 
@@ -85,3 +256,11 @@ def lang_of(language_code: str | None) -> str:
 def t(lang: str, key: str, **values: object) -> str:
     text = MESSAGES[key].get(lang) or MESSAGES[key]["en"]
     return text.format(**values) if values else text
+
+
+def language_name(lang: str, code: str) -> str:
+    """How the interface names a speech language ("" = auto-detect)."""
+    if not code:
+        return t(lang, "lang_auto")
+    names = LANGUAGE_NAMES.get(code)
+    return names.get(lang, names["en"]) if names else code

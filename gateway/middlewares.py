@@ -1,18 +1,27 @@
-"""Outer middlewares: a root span per update, then the user and their language."""
+"""Middlewares: a root span per update, per-user order, de-duplication, the user, rate limits.
+
+Outer update middlewares run in the order :func:`gateway.app.build_dispatcher`
+registers them; :class:`UserOrderMiddleware` must come before the first one
+that awaits I/O, so a user's updates keep their arrival order.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware
-from aiogram.types import TelegramObject, Update, User
+from aiogram.types import CallbackQuery, Message, TelegramObject, Update, User
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
+from prometheus_client import Counter
 
 from billing.v1 import billing_pb2
 from gateway.clients import Services
-from gateway.i18n import lang_of
+from gateway.i18n import lang_of, t
+from gateway.limits import RateLimiter, UpdateDedupe
+from gateway.replies import answer_callback, reply
 from voxmesh.telemetry import current_trace_id
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
@@ -55,6 +64,70 @@ class TracingMiddleware(BaseMiddleware):
             return await handler(event, data)
 
 
+class Gate:
+    """A user's turn to have an update handled; ``release()`` lets the next in early."""
+
+    def __init__(self, lock: asyncio.Lock) -> None:
+        self._lock = lock
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._lock.release()
+
+
+class UserOrderMiddleware(BaseMiddleware):
+    """Handles one user's updates one at a time, in the order they arrived.
+
+    Updates run as concurrent tasks; without this, five notes sent at once
+    could reach the job queue in any order, since each first awaits billing
+    and Redis. The lock is taken before the first await (asyncio.Lock is
+    FIFO), so arrival order is queue order. A handler that goes on to wait
+    for something long (a job's turn) releases its gate first.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        user: User | None = data.get("event_from_user")
+        if user is None:
+            return await handler(event, data)
+        lock, users = self._locks.get(user.id, (asyncio.Lock(), 0))
+        self._locks[user.id] = (lock, users + 1)
+        try:
+            await lock.acquire()
+            gate = Gate(lock)
+            data["gate"] = gate
+            try:
+                return await handler(event, data)
+            finally:
+                gate.release()
+        finally:
+            lock, users = self._locks[user.id]
+            if users == 1:
+                del self._locks[user.id]
+            else:
+                self._locks[user.id] = (lock, users - 1)
+
+
+class DedupeMiddleware(BaseMiddleware):
+    """Drops an update whose update_id was already seen (webhook re-delivery)."""
+
+    def __init__(self, dedupe: UpdateDedupe, duplicates: Counter) -> None:
+        self._dedupe = dedupe
+        self._duplicates = duplicates
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        assert isinstance(event, Update)
+        if not await self._dedupe.first_time(event.update_id):
+            self._duplicates.inc()
+            trace.get_current_span().set_attribute("telegram.duplicate", True)
+            return None
+        return await handler(event, data)
+
+
 class UserMiddleware(BaseMiddleware):
     """Makes sure billing knows the user; injects ``lang`` and ``account``."""
 
@@ -76,3 +149,31 @@ class UserMiddleware(BaseMiddleware):
             data["account"] = response.user
             data["account_created"] = response.created
         return await handler(event, data)
+
+
+class RateLimitMiddleware(BaseMiddleware):
+    """At most N messages and button presses a user per minute.
+
+    Payments are never limited: a successful_payment must be credited and a
+    pre_checkout_query answered whatever the user did before.
+    """
+
+    def __init__(self, limiter: RateLimiter, services: Services, refused: Counter) -> None:
+        self._limiter = limiter
+        self._services = services
+        self._refused = refused
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        user: User | None = data.get("event_from_user")
+        if user is None or (isinstance(event, Message) and event.successful_payment):
+            return await handler(event, data)
+        verdict = await self._limiter.hit(user.id)
+        if verdict.allowed:
+            return await handler(event, data)
+        self._refused.inc()
+        lang = data.get("lang", "en")
+        if isinstance(event, CallbackQuery):
+            await answer_callback(self._services, event, t(lang, "rate_limited"))
+        elif verdict.first_refusal and isinstance(event, Message):
+            await reply(self._services, event, "rate", t(lang, "rate_limited"), quote=True)
+        return None

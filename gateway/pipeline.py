@@ -9,6 +9,8 @@ knows nothing of aiogram: files come through the small :class:`FileSource`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -29,10 +31,16 @@ from voxmesh.telemetry import current_trace_id
 log = logging.getLogger(__name__)
 
 TELEGRAM_TEXT_LIMIT = 4096
+# Groups allow 20 messages a minute; live edits there must leave room for others.
+GROUP_EDIT_INTERVAL_SECONDS = 3.0
 
 
 class FileTooBigError(Exception):
     """Telegram will not hand this file to a bot."""
+
+
+class JobCancelledError(Exception):
+    """The user stopped the job with /cancel."""
 
 
 class FileSource(Protocol):
@@ -52,14 +60,21 @@ class Media:
 
 @dataclass(frozen=True)
 class Job:
-    user_id: int
+    user_id: int  # who pays
     chat_id: int
     chat_type: str
+    # The message that asked for the job (the note itself, or a /t reply to
+    # it): every idempotency key derives from it.
     message_id: int
     media: Media
     lang: str
+    # The note the answers reply to; 0: message_id.
+    reply_to: int = 0
     speech_language: str = ""  # "" = detect
     output_format: transcriber_pb2.OutputFormat = transcriber_pb2.OUTPUT_FORMAT_TEXT
+    # A message already shown for this job ("Queued: ..."), edited rather
+    # than followed by a new one; 0: none.
+    status_message_id: int = 0
 
     @property
     def chat_kind(self) -> notifier_pb2.ChatKind:
@@ -69,13 +84,20 @@ class Job:
             else notifier_pb2.CHAT_KIND_GROUP
         )
 
+    @property
+    def note_id(self) -> int:
+        return self.reply_to or self.message_id
+
     def key(self, what: str) -> str:
         return f"{what}:{self.chat_id}:{self.message_id}"
+
+    def with_status(self, message_id: int) -> Job:
+        return dataclasses.replace(self, status_message_id=message_id)
 
 
 @dataclass
 class Outcome:
-    status: str  # done, no_funds, banned, too_big, failed, no_speech
+    status: str  # done, no_speech, no_funds, banned, too_big, failed, cancelled
     text: str = ""
     captured_credits: int = 0
     trace_id: str = ""
@@ -111,17 +133,19 @@ class Pipeline:
         seconds = media.duration or UNKNOWN_DURATION_SECONDS
         return self.job_base_seconds + seconds * self.job_seconds_per_audio_second
 
-    async def run(self, job: Job) -> Outcome:
+    async def run(self, job: Job, stop: asyncio.Event | None = None) -> Outcome:
+        """Do the job; ``stop`` set by /cancel ends it early with the hold released."""
         with deadline.bound(self.job_timeout(job.media)):
-            return await self._run(job)
+            return await self._run(job, stop or asyncio.Event())
 
-    async def _send(self, job: Job, key: str, text: str, *, reply: bool = True) -> int:
+    async def send(self, job: Job, key: str, text: str, *, reply: bool = True) -> int:
+        """A new message about ``job``, replying to its note."""
         response = await self.services.notifier.Send(
             notifier_pb2.SendRequest(
                 idempotency_key=job.key(key),
                 chat_id=job.chat_id,
                 text=text,
-                reply_to_message_id=job.message_id if reply else 0,
+                reply_to_message_id=job.note_id if reply else 0,
                 chat_kind=job.chat_kind,
             )
         )
@@ -138,15 +162,82 @@ class Pipeline:
             )
         )
 
-    async def _run(self, job: Job) -> Outcome:
+    async def _say(self, job: Job, key: str, text: str) -> int:
+        """The job's first word to the user: edit the queued notice, else reply."""
+        if job.status_message_id:
+            await self._edit(job, key, job.status_message_id, text)
+            return job.status_message_id
+        return await self.send(job, key, text)
+
+    async def _run(self, job: Job, stop: asyncio.Event) -> Outcome:
         trace_id = current_trace_id()
         media = job.media
         if media.file_size > self.download_limit:
-            await self._send(
+            await self._say(
                 job, "too_big", t(job.lang, "too_big", limit_mb=self.download_limit >> 20)
             )
             return Outcome("too_big", trace_id=trace_id)
-        seconds = media.duration or UNKNOWN_DURATION_SECONDS
+        reserved = await self._reserve(job, trace_id)
+        if isinstance(reserved, Outcome):
+            return reserved
+        hold = reserved
+        placeholder = 0
+        try:
+            placeholder = await self._say(job, "placeholder", t(job.lang, "transcribing"))
+            if stop.is_set():
+                raise JobCancelledError()
+            segments, done = await self._transcribe(job, placeholder, stop)
+        except JobCancelledError:
+            await self._release(hold.hold_id, "cancelled by the user")
+            await self._tell(job, placeholder, t(job.lang, "cancelled"))
+            log.info("job %s cancelled by the user", job.key("job"))
+            return Outcome("cancelled", trace_id=trace_id)
+        except asyncio.CancelledError:
+            # Shutdown past the grace period: give the money back, say so.
+            await self._release(hold.hold_id, "gateway shutting down")
+            with contextlib.suppress(Exception):
+                await asyncio.shield(
+                    asyncio.wait_for(
+                        self._tell(job, placeholder, t(job.lang, "interrupted", ref=trace_id)), 5
+                    )
+                )
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever failed, the hold goes back
+            await self._release(hold.hold_id, f"transcription failed: {type(exc).__name__}")
+            await self._tell_failure(job, placeholder, exc, trace_id)
+            log.warning("job %s failed: %s", job.key("job"), type(exc).__name__)
+            return Outcome("failed", trace_id=trace_id)
+        text = " ".join(s.strip() for s in segments if s.strip())
+        formatted = done.formatted_text.strip() or text
+        price = await self.services.billing.Quote(
+            billing_pb2.QuoteRequest(duration_seconds=max(1, round(done.audio_duration_seconds)))
+        )
+        amount = min(price.amount_credits, hold.amount_credits)
+        if not formatted:
+            await self._edit(job, "final", placeholder, t(job.lang, "no_speech"))
+        else:
+            await self._deliver(job, placeholder, formatted)
+        try:
+            await self.services.billing.Capture(
+                billing_pb2.CaptureRequest(
+                    idempotency_key=job.key("capture"), hold_id=hold.hold_id, amount_credits=amount
+                )
+            )
+        except grpc.aio.AioRpcError as exc:
+            # The user has the text; the hold expires and the reaper returns it.
+            log.error("capture of hold %s failed (%s)", hold.hold_id, exc.code())
+            amount = 0
+        return Outcome(
+            "done" if formatted else "no_speech",
+            text=formatted,
+            captured_credits=amount,
+            trace_id=trace_id,
+            segments=segments,
+        )
+
+    async def _reserve(self, job: Job, trace_id: str) -> billing_pb2.Hold | Outcome:
+        """Hold the price of the note; an Outcome when the user cannot pay (and was told)."""
+        seconds = job.media.duration or UNKNOWN_DURATION_SECONDS
         quote = await self.services.billing.Quote(
             billing_pb2.QuoteRequest(duration_seconds=seconds)
         )
@@ -158,9 +249,9 @@ class Pipeline:
                     amount_credits=quote.amount_credits,
                     job=billing_pb2.Job(
                         chat_id=job.chat_id,
-                        message_id=job.message_id,
-                        file_id=media.file_id,
-                        duration_seconds=media.duration,
+                        message_id=job.note_id,
+                        file_id=job.media.file_id,
+                        duration_seconds=job.media.duration,
                         trace_id=trace_id,
                     ),
                 )
@@ -175,45 +266,13 @@ class Pipeline:
                     price=meta.get("required_credits", quote.amount_credits),
                     balance=meta.get("balance_credits", "0"),
                 )
-                await self._send(job, "no_funds", text)
+                await self._say(job, "no_funds", text)
                 return Outcome("no_funds", trace_id=trace_id)
             if details.reason == "USER_BANNED":
-                await self._send(job, "banned", t(job.lang, "banned"))
+                await self._say(job, "banned", t(job.lang, "banned"))
                 return Outcome("banned", trace_id=trace_id)
             raise
-        hold = reserved.hold
-        placeholder = await self._send(job, "placeholder", t(job.lang, "transcribing"))
-        try:
-            segments, done = await self._transcribe(job, placeholder)
-        except BaseException as exc:
-            await self._release(hold.hold_id, f"transcription failed: {type(exc).__name__}")
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            await self._tell_failure(job, placeholder, exc, trace_id)
-            log.warning("job %s failed: %s", job.key("job"), type(exc).__name__)
-            return Outcome("failed", trace_id=trace_id)
-        text = " ".join(s.strip() for s in segments if s.strip())
-        formatted = done.formatted_text.strip() or text
-        price = await self.services.billing.Quote(
-            billing_pb2.QuoteRequest(duration_seconds=max(1, round(done.audio_duration_seconds)))
-        )
-        amount = min(price.amount_credits, hold.amount_credits)
-        if not formatted:
-            await self._edit(job, "final", placeholder, t(job.lang, "no_speech"))
-        else:
-            await self._deliver(job, placeholder, formatted)
-        await self.services.billing.Capture(
-            billing_pb2.CaptureRequest(
-                idempotency_key=job.key("capture"), hold_id=hold.hold_id, amount_credits=amount
-            )
-        )
-        return Outcome(
-            "done" if formatted else "no_speech",
-            text=formatted,
-            captured_credits=amount,
-            trace_id=trace_id,
-            segments=segments,
-        )
+        return reserved.hold
 
     async def _release(self, hold_id: str, reason: str) -> None:
         # Shielded: a cancelled job must still give the money back.
@@ -233,6 +292,15 @@ class Pipeline:
                 "release of hold %s failed (%s); the reaper will expire it", hold_id, exc.code()
             )
 
+    async def _tell(self, job: Job, placeholder: int, text: str) -> None:
+        try:
+            if placeholder:
+                await self._edit(job, "final", placeholder, text)
+            else:
+                await self._say(job, "final", text)
+        except grpc.aio.AioRpcError:
+            log.exception("could not tell the user how job %s ended", job.key("job"))
+
     async def _tell_failure(
         self, job: Job, placeholder: int, exc: BaseException, trace_id: str
     ) -> None:
@@ -240,7 +308,7 @@ class Pipeline:
         if isinstance(exc, FileTooBigError):
             key = "too_big"
         elif isinstance(exc, grpc.aio.AioRpcError):
-            reason = error_details(exc).reason
+            details = error_details(exc)
             key = {
                 "AUDIO_EMPTY": "bad_media",
                 "AUDIO_CORRUPT": "bad_media",
@@ -248,15 +316,16 @@ class Pipeline:
                 "AUDIO_TOO_LONG": "too_long",
                 "AUDIO_TOO_LARGE": "too_long",
                 "OVERLOADED": "busy",
-            }.get(reason, "failed")
+            }.get(details.reason, "failed")
+            if details.reason == "INVALID_REQUEST" and "language" in (
+                (details.metadata or {}).get("field", "")
+            ):
+                key = "language_unavailable"
         text = t(job.lang, key, ref=trace_id or "-", limit_mb=self.download_limit >> 20)
-        try:
-            await self._edit(job, "final", placeholder, text)
-        except grpc.aio.AioRpcError:
-            log.exception("could not tell the user about a failed job")
+        await self._tell(job, placeholder, text)
 
     async def _transcribe(
-        self, job: Job, placeholder: int
+        self, job: Job, placeholder: int, stop: asyncio.Event
     ) -> tuple[list[str], transcriber_pb2.Done]:
         config = transcriber_pb2.TranscriptionConfig(
             language=job.speech_language,
@@ -269,38 +338,65 @@ class Pipeline:
             async for chunk in self.files.stream(job.media.file_id):
                 yield transcriber_pb2.TranscribeRequest(audio=chunk)
 
-        editor = LiveEditor(self, job, placeholder, self.edit_interval_seconds)
+        interval = self.edit_interval_seconds
+        if job.chat_kind == notifier_pb2.CHAT_KIND_GROUP:
+            interval = max(interval, GROUP_EDIT_INTERVAL_SECONDS)
+        editor = LiveEditor(self, job, placeholder, interval)
         segments: list[str] = []
         done: transcriber_pb2.Done | None = None
+        call = self.services.transcriber.Transcribe(requests())
+
+        async def cancel_on_stop() -> None:
+            await stop.wait()
+            # Cancelling the RPC is what stops the transcriber's work.
+            call.cancel()
+
+        watcher = asyncio.create_task(cancel_on_stop())
         try:
-            async for event in self.services.transcriber.Transcribe(requests()):
+            async for event in call:
                 if event.HasField("segment") and event.segment.final:
                     segments.append(event.segment.text)
                     editor.update(" ".join(s.strip() for s in segments) + " …")
                 elif event.HasField("done"):
                     done = event.done
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if stop.is_set() and (task is None or task.cancelling() == 0):
+                raise JobCancelledError() from None
+            raise
         finally:
+            watcher.cancel()
             await editor.close()
+        if stop.is_set():
+            # /cancel came as the last event arrived: the user asked to stop.
+            raise JobCancelledError()
         if done is None:
             raise RuntimeError("transcriber stream ended without a done event")
         return segments, done
 
     async def _deliver(self, job: Job, placeholder: int, text: str) -> None:
+        if job.output_format == transcriber_pb2.OUTPUT_FORMAT_SRT:
+            await self._edit(job, "final", placeholder, t(job.lang, "subtitles_file"))
+            await self._document(job, "transcript.srt", text)
+            return
         if len(text) <= TELEGRAM_TEXT_LIMIT:
             await self._edit(job, "final", placeholder, text)
             return
         if len(text) <= self.text_document_threshold:
             await self._edit(job, "final", placeholder, t(job.lang, "transcript_below"))
-            await self._send(job, "transcript", text)
+            await self.send(job, "transcript", text)
             return
         await self._edit(job, "final", placeholder, t(job.lang, "transcript_file"))
+        await self._document(job, "transcript.txt", text)
+
+    async def _document(self, job: Job, filename: str, text: str) -> None:
         await self.services.notifier.SendDocument(
             notifier_pb2.SendDocumentRequest(
                 idempotency_key=job.key("document"),
                 chat_id=job.chat_id,
-                filename="transcript.txt",
+                filename=filename,
                 content=text.encode(),
-                reply_to_message_id=job.message_id,
+                reply_to_message_id=job.note_id,
                 chat_kind=job.chat_kind,
             )
         )
@@ -349,7 +445,5 @@ class LiveEditor:
 
     async def close(self) -> None:
         self._task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await self._task
-        except asyncio.CancelledError:
-            pass

@@ -81,7 +81,7 @@ async def _transcribe(path: pathlib.Path, target: str, fmt: str, language: str) 
                 language=language,
             )
         )
-        with path.open("rb") as f:  # noqa: ASYNC230 - local file, 256 KiB reads
+        with path.open("rb") as f:
             while chunk := f.read(256 * 1024):
                 yield transcriber_pb2.TranscribeRequest(audio=chunk)
 
@@ -160,12 +160,11 @@ async def _demo(mesh: object) -> None:
             print(f"trace {trace_id}: {len(spans)} spans from {', '.join(services)}")
 
 
-async def _up(args: argparse.Namespace) -> int:
+async def _up(args: argparse.Namespace, state: pathlib.Path) -> int:
     import signal
 
     from voxmesh.devmesh import Mesh, MeshOptions
 
-    state = pathlib.Path(args.state_dir).resolve()
     options = MeshOptions.from_env(os.environ, state)
     if not options.bot_token:
         print("TELEGRAM_BOT_TOKEN is not set: running against the local Bot API emulator")
@@ -174,9 +173,8 @@ async def _up(args: argparse.Namespace) -> int:
     await mesh.start()
     print("voxmesh is up:")
     for name in ("billing", "transcriber", "notifier"):
-        print(
-            f"  {name:12} grpc://{mesh.target(name)}   (grpcurl -plaintext {mesh.target(name)} list)"
-        )
+        addr = mesh.target(name)
+        print(f"  {name:12} grpc://{addr}   (grpcurl -plaintext {addr} list)")
     print(f"  {'gateway':12} http://{mesh.target('gateway')}/metrics")
     if mesh.emulator is not None:
         print(f"  Bot API emulator {mesh.emulator.base_url}")
@@ -200,7 +198,7 @@ async def _up(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    return asyncio.run(_up(args))
+    return asyncio.run(_up(args, pathlib.Path(args.state_dir).resolve()))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,17 +1,31 @@
-"""Voice notes, audio, video, round videos and audio/video documents."""
+"""Voice notes, audio, video, round videos and audio/video documents; /cancel.
+
+A private chat transcribes every recording it gets, forwarded ones too.
+Each job waits for its turn in the payer's lane (one job at a time per user)
+and says how many are ahead of it while it waits.
+"""
 
 from __future__ import annotations
 
 from aiogram import F, Router
+from aiogram.filters import Command
 from aiogram.types import Message
 
+from gateway.clients import Services
+from gateway.handlers.settings import to_proto
+from gateway.i18n import t
+from gateway.jobs import JobLanes, LaneFullError
+from gateway.middlewares import Gate
 from gateway.pipeline import Job, Media, Pipeline
+from gateway.prefs import Prefs
+from gateway.replies import reply
 
 router = Router(name="media")
 
-_is_media_document = F.document.mime_type.startswith("audio/") | F.document.mime_type.startswith(
+is_media_document = F.document.mime_type.startswith("audio/") | F.document.mime_type.startswith(
     "video/"
 )
+has_media = F.voice | F.audio | F.video | F.video_note | is_media_document
 
 
 def media_of(message: Message) -> Media | None:
@@ -26,7 +40,7 @@ def media_of(message: Message) -> Media | None:
                 mime_type=getattr(item, "mime_type", "") or "",
             )
     doc = message.document
-    if doc is not None:
+    if doc is not None and (doc.mime_type or "").startswith(("audio/", "video/")):
         return Media(
             kind="document",
             file_id=doc.file_id,
@@ -37,19 +51,81 @@ def media_of(message: Message) -> Media | None:
     return None
 
 
-@router.message(
-    F.chat.type == "private", F.voice | F.audio | F.video | F.video_note | _is_media_document
-)
-async def on_private_media(message: Message, pipeline: Pipeline, lang: str) -> None:
-    media = media_of(message)
-    assert media is not None and message.from_user is not None
-    await pipeline.run(
-        Job(
-            user_id=message.from_user.id,
-            chat_id=message.chat.id,
-            chat_type=message.chat.type,
-            message_id=message.message_id,
-            media=media,
-            lang=lang,
-        )
+async def transcribe(
+    *,
+    trigger: Message,
+    note: Message,
+    payer: int,
+    lang: str,
+    services: Services,
+    pipeline: Pipeline,
+    prefs: Prefs,
+    lanes: JobLanes,
+    gate: Gate | None,
+) -> None:
+    """Queue ``note`` in the payer's lane, wait for the turn, run the job.
+
+    ``trigger`` is the message that asked (the note itself or a /t reply to it).
+    """
+    media = media_of(note)
+    assert media is not None
+    chosen = await prefs.user(payer)
+    job = Job(
+        user_id=payer,
+        chat_id=trigger.chat.id,
+        chat_type=trigger.chat.type,
+        message_id=trigger.message_id,
+        reply_to=note.message_id,
+        media=media,
+        lang=lang,
+        speech_language=chosen.speech_language,
+        output_format=to_proto(chosen.output_format),
     )
+    try:
+        ticket = await lanes.enqueue(payer)
+    except LaneFullError:
+        text = t(lang, "queue_full", count=lanes.max_queued)
+        await pipeline.send(job, "queue_full", text)
+        return
+    async with ticket:
+        if ticket.ahead:
+            job = job.with_status(
+                await pipeline.send(job, "queued", t(lang, "queued", ahead=ticket.ahead))
+            )
+        # Queued in arrival order: the user's next update may go ahead now.
+        if gate is not None:
+            gate.release()
+        await ticket.wait_turn()
+        await pipeline.run(job, ticket.stop)
+
+
+@router.message(F.chat.type == "private", has_media)
+async def on_private_media(
+    message: Message,
+    services: Services,
+    pipeline: Pipeline,
+    prefs: Prefs,
+    lanes: JobLanes,
+    lang: str,
+    gate: Gate | None = None,
+) -> None:
+    assert message.from_user is not None
+    await transcribe(
+        trigger=message,
+        note=message,
+        payer=message.from_user.id,
+        lang=lang,
+        services=services,
+        pipeline=pipeline,
+        prefs=prefs,
+        lanes=lanes,
+        gate=gate,
+    )
+
+
+@router.message(Command("cancel"))
+async def on_cancel(message: Message, services: Services, lanes: JobLanes, lang: str) -> None:
+    assert message.from_user is not None
+    # The job itself tells the user it stopped and that the hold was released.
+    if not await lanes.cancel(message.from_user.id):
+        await reply(services, message, "cancel", t(lang, "nothing_to_cancel"))
