@@ -26,6 +26,22 @@ from voxmesh.server import GrpcServer, ServiceSpec, serve
 log = logging.getLogger(__name__)
 
 DOMAIN = "billing.voxmesh"
+
+# Who may call what, by certificate identity (enforced under mutual TLS). Money
+# moves only on the gateway's word (or admin tooling's); admin RPCs also check
+# the actor's role in the database. Reads are open to any mesh identity.
+_MONEY = frozenset({"gateway", "admin"})
+CALLER_POLICY = {
+    "EnsureUser": _MONEY,
+    "Reserve": _MONEY,
+    "Capture": _MONEY,
+    "Release": _MONEY,
+    "TopUp": _MONEY,
+    "Refund": _MONEY,
+    "SetRole": _MONEY,
+    "Grant": _MONEY,
+    "Stats": _MONEY,
+}
 DEFAULT_LISTEN = "127.0.0.1:50051"
 
 
@@ -81,7 +97,13 @@ async def create_app(
             ),
         )
     ]
-    server = GrpcServer(server_settings, services, domain=DOMAIN, tracer_provider=tracer_provider)
+    server = GrpcServer(
+        server_settings,
+        services,
+        domain=DOMAIN,
+        tracer_provider=tracer_provider,
+        policy=CALLER_POLICY,
+    )
     reaper = (
         Reaper(
             store,

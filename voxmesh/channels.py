@@ -17,6 +17,7 @@ import grpc
 from opentelemetry.sdk.trace import TracerProvider
 
 from voxmesh.interceptors import client_interceptors
+from voxmesh.tls import TlsSettings
 
 _RETRY_POLICY = {
     "maxAttempts": 4,
@@ -53,9 +54,15 @@ def dial(
     target: str,
     *,
     credentials: grpc.ChannelCredentials | None = None,
+    tls: TlsSettings | None = None,
     tracer_provider: TracerProvider | None = None,
 ) -> grpc.aio.Channel:
-    """Open a channel to ``target`` (``host:port`` or ``dns:///name:port``)."""
+    """Open a channel to ``target`` (``host:port`` or ``dns:///name:port``).
+
+    With ``tls`` the channel presents this process's certificate (mutual TLS).
+    """
+    if credentials is None and tls is not None:
+        credentials = tls.channel_credentials()
     interceptors = client_interceptors(tracer_provider=tracer_provider)
     options = channel_options(target)
     if credentials is None:

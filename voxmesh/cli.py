@@ -197,6 +197,20 @@ async def _up(args: argparse.Namespace, state: pathlib.Path) -> int:
         await mesh.stop()
 
 
+def cmd_certs(args: argparse.Namespace) -> int:
+    from voxmesh.tls import IDENTITIES, make_dev_pki
+
+    out = pathlib.Path(args.out)
+    made = make_dev_pki(out, args.identity or IDENTITIES, hosts=args.host)
+    print(f"development CA and certificates in {out}/ (not for production):")
+    for identity, tls in made.items():
+        print(
+            f"  {identity:12} VOXMESH_TLS_CA={tls.ca} VOXMESH_TLS_CERT={tls.cert} "
+            f"VOXMESH_TLS_KEY={tls.key}"
+        )
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     return asyncio.run(_up(args, pathlib.Path(args.state_dir).resolve()))
 
@@ -225,6 +239,14 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--language", default="", help="ISO 639-1 code; empty detects")
     tr.set_defaults(func=cmd_transcribe)
 
+    certs = sub.add_parser("certs", help="make a development CA and per-service certificates")
+    certs.add_argument("--out", default=str(REPO / ".state" / "certs"))
+    certs.add_argument("--identity", action="append", help="repeat; default: every service")
+    certs.add_argument(
+        "--host", action="append", default=["localhost", "127.0.0.1"], help="extra SAN"
+    )
+    certs.set_defaults(func=cmd_certs)
+
     ref = sub.add_parser("trace", help="print the Zipkin URL of a reference (trace id)")
     ref.add_argument("ref")
     ref.set_defaults(func=cmd_trace)
@@ -238,5 +260,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ConfigError as exc:
         print(f"voxmesh: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
 if __name__ == "__main__":
     main()

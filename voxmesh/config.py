@@ -13,6 +13,10 @@ import math
 import pathlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from voxmesh.tls import TlsSettings
 
 # The largest deadline we honour. gRPC encodes "no deadline" as a far-future
 # value; anything past this is treated as no deadline and clamped.
@@ -157,6 +161,11 @@ class ServerSettings:
     # Margin kept off the remaining deadline for every outgoing call, so the
     # caller still has time to answer after a downstream hop times out.
     deadline_margin_seconds: float = 0.05
+    # Mutual TLS (VOXMESH_TLS_*); None serves plaintext, which is refused off
+    # loopback unless allow_plaintext (VOXMESH_ALLOW_PLAINTEXT) says a mesh
+    # sidecar already authenticates peers.
+    tls: TlsSettings | None = None
+    allow_plaintext: bool = False
 
     @classmethod
     def from_env(
@@ -168,6 +177,8 @@ class ServerSettings:
         default_grace: float | None = None,
         default_deadline: float = 30.0,
     ) -> ServerSettings:
+        from voxmesh.tls import TlsSettings, allow_plaintext
+
         p = prefix.upper()
         default_listen = default_listen or f"127.0.0.1:{DEFAULT_PORTS.get(prefix.lower(), 0)}"
         if default_grace is None:
@@ -189,6 +200,8 @@ class ServerSettings:
             max_connection_age_seconds=env_float(
                 env, f"{p}_MAX_CONNECTION_AGE_SECONDS", 300.0, min=1, max=7 * 86400
             ),
+            tls=TlsSettings.from_env(env),
+            allow_plaintext=allow_plaintext(env),
         )
 
 

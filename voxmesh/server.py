@@ -20,9 +20,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.sdk.trace import TracerProvider
 
-from voxmesh.config import ServerSettings, is_loopback, parse_addr
+from voxmesh.config import ConfigError, ServerSettings, is_loopback, parse_addr
 from voxmesh.interceptors import server_interceptors
 from voxmesh.metrics import Metrics
+from voxmesh.tls import AuthzInterceptor, Policy
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class GrpcServer:
         metrics: Metrics | None = None,
         tracer_provider: TracerProvider | None = None,
         credentials: grpc.ServerCredentials | None = None,
+        policy: Policy | None = None,
         extra_interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     ) -> None:
         self.settings = settings
@@ -52,7 +54,10 @@ class GrpcServer:
         self.metrics = metrics if metrics is not None else Metrics(settings.service)
         self.health = health.aio.HealthServicer()
         self.port = 0
+        if credentials is None and settings.tls is not None:
+            credentials = settings.tls.server_credentials()
         self._credentials = credentials
+        authz = [AuthzInterceptor(policy, domain=domain)] if policy else []
         age_ms = int(settings.max_connection_age_seconds * 1000)
         self._server = grpc.aio.server(
             interceptors=[
@@ -63,6 +68,7 @@ class GrpcServer:
                     deadline_margin=settings.deadline_margin_seconds,
                     tracer_provider=tracer_provider,
                 ),
+                *authz,
                 *extra_interceptors,
             ],
             options=[
@@ -90,12 +96,16 @@ class GrpcServer:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         host, _ = parse_addr("LISTEN_ADDR", self.settings.listen)
         if self._credentials is None:
-            if not is_loopback(host):
-                log.warning(
-                    "%s listens in plaintext on %s; enable TLS outside a trusted network",
-                    self.settings.service,
-                    self.settings.listen,
+            if not is_loopback(host) and not self.settings.allow_plaintext:
+                raise ConfigError(
+                    f"{self.settings.service}: plaintext on {self.settings.listen} is refused; "
+                    "set VOXMESH_TLS_* (mutual TLS) or VOXMESH_ALLOW_PLAINTEXT=true"
                 )
+            log.warning(
+                "%s listens in plaintext on %s: callers are not authenticated",
+                self.settings.service,
+                self.settings.listen,
+            )
             self.port = self._server.add_insecure_port(self.settings.listen)
         else:
             self.port = self._server.add_secure_port(self.settings.listen, self._credentials)

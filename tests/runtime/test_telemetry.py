@@ -121,12 +121,12 @@ async def test_client_spans_have_remote_endpoint_and_local_spans_omit_kind(
         await server.stop(0)
         await asyncio.to_thread(provider.shutdown)
     assert collector.violations == []
-    local = [s for s in collector.spans if s["name"] == "local-work"][0]
+    local = next(s for s in collector.spans if s["name"] == "local-work")
     assert "kind" not in local
-    client = [s for s in collector.spans if s.get("kind") == "CLIENT"][0]
+    client = next(s for s in collector.spans if s.get("kind") == "CLIENT")
     assert client["remoteEndpoint"]["serviceName"] == "billing"
     assert client["parentId"] == local["id"]
-    server_span = [s for s in collector.spans if s.get("kind") == "SERVER"][0]
+    server_span = next(s for s in collector.spans if s.get("kind") == "SERVER")
     assert server_span["parentId"] == client["id"]
 
 
