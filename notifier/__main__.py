@@ -1,0 +1,3 @@
+from notifier.server import main
+
+main()

@@ -1,0 +1,128 @@
+"""Wiring: settings -> Redis, Telegram, outbox, worker -> gRPC server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from opentelemetry.sdk.trace import TracerProvider
+
+from notifier.config import NotifierSettings
+from notifier.delivery import Deliverer
+from notifier.domain import Notifier
+from notifier.outbox import Outbox, connect
+from notifier.service import NotifierService
+from notifier.telegram import TelegramClient
+from notifier.v1 import notifier_pb2_grpc
+from voxmesh import logging as vlogging
+from voxmesh import telemetry
+from voxmesh.config import ConfigError, ServerSettings, TelemetrySettings
+from voxmesh.server import GrpcServer, ServiceSpec, serve
+
+SERVICE_NAME = "notifier.v1.NotifierService"
+DOMAIN = "notifier.voxmesh"
+DEFAULT_LISTEN = "127.0.0.1:50053"
+
+
+@dataclass
+class NotifierApp:
+    """Everything one notifier process runs; ``close`` releases it in order."""
+
+    settings: NotifierSettings
+    outbox: Outbox
+    telegram: TelegramClient
+    deliverer: Deliverer
+    notifier: Notifier
+
+    def specs(self) -> list[ServiceSpec]:
+        servicer = NotifierService(self.notifier)
+        return [
+            ServiceSpec(
+                name=SERVICE_NAME,
+                add_to_server=lambda s: notifier_pb2_grpc.add_NotifierServiceServicer_to_server(
+                    servicer, s
+                ),
+            )
+        ]
+
+    def start(self, *, deliver: bool = True) -> None:
+        self.outbox.start_listener()
+        if deliver:
+            self.deliverer.start()
+
+    async def close(self, grace: float = 5.0) -> None:
+        await self.deliverer.stop(grace)
+        await self.outbox.close()
+        await self.telegram.close()
+        await self.outbox.redis.aclose()
+
+
+def build(settings: NotifierSettings, *, default_timeout: float = 30.0) -> NotifierApp:
+    """Build the app without touching the network (connections open lazily)."""
+    client = connect(settings.redis_url, timeout=settings.redis_timeout_seconds)
+    outbox = Outbox(
+        client,
+        prefix=settings.key_prefix,
+        idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
+        global_limit=settings.global_limit,
+        lease_ms=settings.lease_ms,
+    )
+    telegram = TelegramClient(
+        settings.bot_token, settings.api_base, timeout=settings.telegram_timeout_seconds
+    )
+    deliverer = Deliverer(outbox, telegram, settings)
+    notifier = Notifier(outbox, telegram, settings, default_timeout=default_timeout)
+    return NotifierApp(settings, outbox, telegram, deliverer, notifier)
+
+
+def create_server(
+    app: NotifierApp,
+    server_settings: ServerSettings,
+    *,
+    tracer_provider: TracerProvider | None = None,
+) -> GrpcServer:
+    return GrpcServer(server_settings, app.specs(), domain=DOMAIN, tracer_provider=tracer_provider)
+
+
+async def run(
+    settings: NotifierSettings,
+    server_settings: ServerSettings,
+    tracer_provider: TracerProvider | None = None,
+) -> None:
+    app = build(settings, default_timeout=server_settings.default_deadline_seconds)
+    server = create_server(app, server_settings, tracer_provider=tracer_provider)
+
+    async def ready() -> None:
+        app.start()
+
+    async def shutdown() -> None:
+        await app.close(grace=server_settings.grace_seconds)
+
+    await serve(server, ready=ready, on_shutdown=shutdown)
+
+
+def main(env: Mapping[str, str] | None = None) -> None:
+    environ = os.environ if env is None else env
+    try:
+        settings = NotifierSettings.from_env(environ)
+        server_settings = ServerSettings.from_env(
+            environ, "NOTIFIER", default_listen=DEFAULT_LISTEN
+        )
+        telemetry_settings = TelemetrySettings.from_env(environ, "notifier")
+    except ConfigError as exc:
+        sys.exit(f"notifier: {exc}")
+    vlogging.setup(
+        telemetry_settings.service_name,
+        fmt=telemetry_settings.log_format,
+        level=telemetry_settings.log_level,
+    )
+    provider = telemetry.setup(telemetry_settings)
+    try:
+        asyncio.run(run(settings, server_settings, provider))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        provider.shutdown()
