@@ -419,6 +419,8 @@ class LiveEditor:
         self._sent = ""
         self._seq = 0
         self._changed = asyncio.Event()
+        self._closing = False
+        self._inflight: asyncio.Future[None] | None = None
         self._task = asyncio.create_task(self._loop())
 
     def update(self, text: str) -> None:
@@ -428,22 +430,36 @@ class LiveEditor:
         self._changed.set()
 
     async def _loop(self) -> None:
-        while True:
+        while not self._closing:
             await self._changed.wait()
             self._changed.clear()
-            if self._latest == self._sent:
+            if self._closing or self._latest == self._sent:
                 continue
             text = self._latest
             self._seq += 1
             started = time.monotonic()
+            # Shielded: cancelling an edit the notifier may already have
+            # queued could let it land after the final text.
+            self._inflight = asyncio.ensure_future(
+                self._pipeline._edit(self._job, f"live{self._seq}", self._message_id, text)
+            )
             try:
-                await self._pipeline._edit(self._job, f"live{self._seq}", self._message_id, text)
+                await asyncio.shield(self._inflight)
                 self._sent = text
             except grpc.aio.AioRpcError as exc:
                 log.info("live edit skipped: %s", exc.code())
+            finally:
+                self._inflight = None
             await asyncio.sleep(max(0.0, self._interval - (time.monotonic() - started)))
 
     async def close(self) -> None:
+        """Stop editing; an edit already sent is awaited so it cannot overtake the final text."""
+        self._closing = True
+        self._changed.set()
+        inflight = self._inflight
+        if inflight is not None:
+            with contextlib.suppress(grpc.aio.AioRpcError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(inflight), 30)
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
