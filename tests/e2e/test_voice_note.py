@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import pathlib
 import subprocess
 import sys
@@ -110,6 +111,20 @@ async def test_voice_note_end_to_end(mesh: Mesh, shared_audio: pathlib.Path) -> 
         )
         assert parent["kind"] == "CLIENT" and parent["name"] == server["name"]
     assert collector.violations == []
+    # Every hop: SQL statements, Redis commands and Telegram HTTP calls are in the trace.
+    tags = [(sp["localEndpoint"]["serviceName"], sp.get("tags", {})) for sp in spans]
+    assert any(svc == "billing" and t.get("db.system") == "postgresql" for svc, t in tags)
+    assert any(svc == "notifier" and t.get("db.system") == "redis" for svc, t in tags)
+    telegram_http = [
+        t for svc, t in tags if "api.telegram" in str(t) or "/bot" in str(t.get("http.url", ""))
+        or "/bot" in str(t.get("url.full", ""))
+    ]
+    assert telegram_http, "no Telegram HTTP span in the trace"
+    # The bot token never reaches a span or a log line.
+    token = mesh.env["TELEGRAM_BOT_TOKEN"]
+    assert token not in json.dumps(collector.spans)
+    for name in SERVICES:
+        assert token not in mesh.log_text(name), f"bot token in the {name} log"
 
 
 async def test_cli_transcribe_prints_reference_text(mesh: Mesh, shared_audio: pathlib.Path) -> None:
