@@ -40,7 +40,9 @@ async def test_voice_note_end_to_end(mesh: Mesh, shared_audio: pathlib.Path) -> 
     async with dial(mesh.target("billing")) as ch:
         billing = billing_pb2_grpc.BillingServiceStub(ch)
         await billing.EnsureUser(billing_pb2.EnsureUserRequest(user_id=user_id), timeout=5)
-        before = (await billing.GetBalance(billing_pb2.GetBalanceRequest(user_id=user_id))).balance_credits
+        before = (
+            await billing.GetBalance(billing_pb2.GetBalanceRequest(user_id=user_id))
+        ).balance_credits
 
         emu.push_update(
             emu.make_message_update(chat_id=chat_id, user_id=user_id, voice=(file_id, 11))
@@ -102,7 +104,11 @@ async def test_voice_note_end_to_end(mesh: Mesh, shared_audio: pathlib.Path) -> 
     roots = [s for s in spans if "parentId" not in s]
     assert len(roots) == 1 and roots[0]["localEndpoint"]["serviceName"] == "gateway"
     servers = [s for s in spans if s.get("kind") == "SERVER"]
-    assert {s["localEndpoint"]["serviceName"] for s in servers} >= {"billing", "transcriber", "notifier"}
+    assert {s["localEndpoint"]["serviceName"] for s in servers} >= {
+        "billing",
+        "transcriber",
+        "notifier",
+    }
     for server in servers:
         parent = by_id.get(server["parentId"])
         assert parent is not None, (
@@ -116,7 +122,10 @@ async def test_voice_note_end_to_end(mesh: Mesh, shared_audio: pathlib.Path) -> 
     assert any(svc == "billing" and t.get("db.system") == "postgresql" for svc, t in tags)
     assert any(svc == "notifier" and t.get("db.system") == "redis" for svc, t in tags)
     telegram_http = [
-        t for svc, t in tags if "api.telegram" in str(t) or "/bot" in str(t.get("http.url", ""))
+        t
+        for svc, t in tags
+        if "api.telegram" in str(t)
+        or "/bot" in str(t.get("http.url", ""))
         or "/bot" in str(t.get("url.full", ""))
     ]
     assert telegram_http, "no Telegram HTTP span in the trace"
@@ -129,9 +138,15 @@ async def test_voice_note_end_to_end(mesh: Mesh, shared_audio: pathlib.Path) -> 
 
 async def test_cli_transcribe_prints_reference_text(mesh: Mesh, shared_audio: pathlib.Path) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "voxmesh.cli", "transcribe", str(shared_audio / "jfk.flac"),
-        "--target", mesh.target("transcriber"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "voxmesh.cli",
+        "transcribe",
+        str(shared_audio / "jfk.flac"),
+        "--target",
+        mesh.target("transcriber"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         env={**mesh.env, "OTEL_SERVICE_NAME": "voxmesh-cli", "PATH": "/usr/bin:/bin"},
     )
     out, err = await asyncio.wait_for(proc.communicate(), 120)

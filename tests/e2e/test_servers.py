@@ -1,0 +1,170 @@
+"""Every server, as its own process: health, reflection (grpcurl) and drain on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+
+import grpc
+import numpy as np
+import pytest
+from faster_whisper.audio import decode_audio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.helpers import reference_text, wer
+from transcriber.v1 import transcriber_pb2, transcriber_pb2_grpc
+from voxmesh.audiofiles import encode
+from voxmesh.devmesh import Mesh
+from voxmesh.embedded import free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+
+GRPCURL = shutil.which("grpcurl", path=str(pathlib.Path(sys.executable).parent)) or "grpcurl"
+
+
+@pytest.mark.parametrize(
+    ("name", "service"),
+    [
+        ("billing", "billing.v1.BillingService"),
+        ("transcriber", "transcriber.v1.TranscriberService"),
+        ("notifier", "notifier.v1.NotifierService"),
+    ],
+)
+async def test_grpcurl_lists_service_and_health(mesh: Mesh, name: str, service: str) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        GRPCURL,
+        "-plaintext",
+        mesh.target(name),
+        "list",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    listed = set(out.decode().split())
+    assert {service, "grpc.health.v1.Health"} <= listed
+    proc = await asyncio.create_subprocess_exec(
+        GRPCURL,
+        "-plaintext",
+        "-d",
+        f'{{"service": "{service}"}}',
+        mesh.target(name),
+        "grpc.health.v1.Health/Check",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    assert '"SERVING"' in out.decode()
+
+
+async def test_sigterm_drains_an_open_transcription_stream(
+    shared_audio: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    port = free_port()
+    target = f"127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "TRANSCRIBER_LISTEN_ADDR": target,
+        "TRANSCRIBER_GRACE_SECONDS": "60",
+        "VOXMESH_TRACES_EXPORTER": "none",
+        "PYTHONUNBUFFERED": "1",
+    }
+    log = (tmp_path / "transcriber.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "transcriber"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    # About 45 s of speech: long enough to be mid-stream when SIGTERM lands.
+    speech = decode_audio(str(shared_audio / "jfk.flac"))
+    pcm = np.concatenate([speech] * 4)
+    wav = _wav(pcm)
+    ogg = encode(wav)
+    try:
+        async with grpc.aio.insecure_channel(target) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            for _ in range(300):
+                try:
+                    got = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    if got.status == health_pb2.HealthCheckResponse.SERVING:
+                        break
+                except grpc.aio.AioRpcError:
+                    pass
+                await asyncio.sleep(0.2)
+            stub = transcriber_pb2_grpc.TranscriberServiceStub(channel)
+            sent_half = asyncio.Event()
+
+            async def requests() -> AsyncIterator[transcriber_pb2.TranscribeRequest]:
+                yield transcriber_pb2.TranscribeRequest(
+                    config=transcriber_pb2.TranscriptionConfig()
+                )
+                chunk = 16 * 1024
+                for i in range(0, len(ogg), chunk):
+                    yield transcriber_pb2.TranscribeRequest(audio=ogg[i : i + chunk])
+                    if i >= len(ogg) // 2:
+                        sent_half.set()
+                    await asyncio.sleep(0.05)
+
+            call = stub.Transcribe(requests(), timeout=120)
+            reader = asyncio.ensure_future(_collect(call))
+            await asyncio.wait_for(sent_half.wait(), 60)
+            proc.send_signal(signal.SIGTERM)
+            # Health says NOT_SERVING while the stream drains ...
+            status = None
+            for _ in range(50):
+                try:
+                    got = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    status = got.status
+                except grpc.aio.AioRpcError:
+                    status = None
+                if status == health_pb2.HealthCheckResponse.NOT_SERVING:
+                    break
+                await asyncio.sleep(0.05)
+            assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+            # ... a new stream is refused ...
+            async with grpc.aio.insecure_channel(target) as fresh:
+                with pytest.raises(grpc.aio.AioRpcError):
+                    await transcriber_pb2_grpc.TranscriberServiceStub(fresh).ListModels(
+                        transcriber_pb2.ListModelsRequest(), timeout=2
+                    )
+            # ... and the open one finishes with the whole text.
+            texts, done = await asyncio.wait_for(reader, 90)
+        assert done is not None and await call.code() == grpc.StatusCode.OK
+        reference = " ".join([reference_text(shared_audio, "jfk.flac")] * 4)
+        assert wer(reference, " ".join(texts)) <= 0.10
+        assert await asyncio.to_thread(proc.wait, 60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+
+
+async def _collect(
+    call: grpc.aio.StreamStreamCall,
+) -> tuple[list[str], transcriber_pb2.Done | None]:
+    texts: list[str] = []
+    done = None
+    async for event in call:
+        if event.HasField("segment") and event.segment.final:
+            texts.append(event.segment.text)
+        elif event.HasField("done"):
+            done = event.done
+    return texts, done
+
+
+def _wav(pcm: np.ndarray) -> bytes:
+    import io
+    import wave
+
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes((np.clip(pcm, -1, 1) * 32767).astype("<i2").tobytes())
+    return buf.getvalue()
