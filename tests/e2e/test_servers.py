@@ -77,7 +77,7 @@ async def test_sigterm_drains_an_open_transcription_stream(
         "PYTHONUNBUFFERED": "1",
     }
     log = (tmp_path / "transcriber.log").open("wb")
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: ASYNC220 - started once, waited on in a thread
         [sys.executable, "-m", "transcriber"], env=env, stdout=log, stderr=subprocess.STDOUT
     )
     # About 45 s of speech: long enough to be mid-stream when SIGTERM lands.
