@@ -32,12 +32,15 @@ except ImportError:  # pragma: no cover - device only
     for name in ("av", "av.audio", "av.audio.resampler", "av.error"):
         sys.modules[name] = types.ModuleType(name)
 
-from faster_whisper import WhisperModel  # noqa: E402
+from faster_whisper import WhisperModel
 
-from transcriber.asr import DecodeOptions, SpeechRecognizer  # noqa: E402
-from transcriber.windowing import WindowedTranscriber  # noqa: E402
+from transcriber.asr import DecodeOptions, SpeechRecognizer
+from transcriber.windowing import WindowedTranscriber
 
-JFK = "and so my fellow americans ask not what your country can do for you ask what you can do for your country"
+JFK = (
+    "and so my fellow americans ask not what your country can do for you "
+    "ask what you can do for your country"
+)
 
 
 def gpu_memory_mib() -> int:
@@ -84,7 +87,9 @@ def core(model: WhisperModel, audio: np.ndarray, beam: int) -> tuple[float, str]
     chunks = [audio[i : i + 16000] for i in range(0, audio.size, 16000)]
     start = time.perf_counter()
     WindowedTranscriber(
-        recognizer, DecodeOptions(language="en", beam_size=beam), emit=emit,
+        recognizer,
+        DecodeOptions(language="en", beam_size=beam),
+        emit=emit,
         cancel=threading.Event(),
     ).run(chunks)
     return time.perf_counter() - start, " ".join(out)
@@ -103,20 +108,27 @@ def concurrent(model: WhisperModel, audio: np.ndarray, n: int, beam: int) -> flo
     return time.perf_counter() - start
 
 
-def bench(device: str, compute: str, model_dir: str, jfk: np.ndarray, long: np.ndarray) -> dict[str, Any]:
+def bench(
+    device: str, compute: str, model_dir: str, jfk: np.ndarray, long: np.ndarray
+) -> dict[str, Any]:
     before = gpu_memory_mib() if device == "cuda" else 0
     t0 = time.perf_counter()
-    model = WhisperModel(model_dir, device=device, compute_type=compute, num_workers=4,
-                         cpu_threads=16 if device == "cpu" else 0)
+    model = WhisperModel(
+        model_dir,
+        device=device,
+        compute_type=compute,
+        num_workers=4,
+        cpu_threads=16 if device == "cpu" else 0,
+    )
     load = time.perf_counter() - t0
     raw(model, jfk, 1)  # warm-up
     seconds = long.size / 16000
     res: dict[str, Any] = {"device": device, "compute_type": compute, "load_s": round(load, 2)}
-    t, text = raw(model, jfk, 5)
+    _t, text = raw(model, jfk, 5)
     res["jfk_wer_beam5"] = round(wer(JFK, text), 3)
     for beam in (1, 5):
         t_raw, _ = raw(model, long, beam)
-        t_core, text_core = core(model, long, beam)
+        t_core, _text_core = core(model, long, beam)
         res[f"beam{beam}"] = {
             "raw_s": round(t_raw, 2),
             "raw_rtf_x": round(seconds / t_raw, 1),
