@@ -23,7 +23,7 @@ from typing import Any
 from aiogram import BaseMiddleware, Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.types import TelegramObject
+from aiogram.types import BotCommand, TelegramObject
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
@@ -32,6 +32,7 @@ from redis.asyncio import Redis
 from gateway.clients import Services
 from gateway.config import WEBHOOK_PATH, GatewaySettings
 from gateway.handlers import routers
+from gateway.i18n import COMMANDS
 from gateway.jobs import JobLanes
 from gateway.limits import RateLimiter, UpdateDedupe
 from gateway.middlewares import (
@@ -206,6 +207,15 @@ class WebhookHandler(SimpleRequestHandler):
         return None
 
 
+async def set_commands(bot: Bot) -> None:
+    """The command menu in both interface languages (a setting, not a message)."""
+    for lang, commands in COMMANDS.items():
+        await bot.set_my_commands(
+            [BotCommand(command=c, description=d) for c, d in commands.items()],
+            language_code=None if lang == "en" else lang,
+        )
+
+
 async def run(settings: GatewaySettings) -> None:
     registry = CollectorRegistry()
     services = Services.connect(
@@ -253,6 +263,7 @@ async def run(settings: GatewaySettings) -> None:
         loop.add_signal_handler(sig, stop.set)
     polling: asyncio.Task[None] | None = None
     allowed = dp.resolve_used_update_types()
+    await set_commands(bot)
     if webhook:
         await bot.set_webhook(
             settings.webhook_url, secret_token=settings.webhook_secret, allowed_updates=allowed

@@ -112,6 +112,11 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "Reference: {ref}",
         "ru": "Бот перезапустился; кредиты возвращены, пришлите запись ещё раз. Код: {ref}",
     },
+    "interrupted_queued": {
+        "en": "The bot restarted before your recording's turn; nothing was charged, "
+        "please send it again.",
+        "ru": "Бот перезапустился до вашей очереди; ничего не списано, пришлите запись ещё раз.",
+    },
     "failed_no_hold": {
         "en": "Sorry, something went wrong; nothing was charged. Reference: {ref}",
         "ru": "Что-то пошло не так; ничего не списано. Код: {ref}",
@@ -235,6 +240,32 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "Captured: {captured} credits\nTopped up: {topped} credits",
         "ru": "Пользователей: {users}\nОжидающих холдов: {holds} ({held} кредитов)\n"
         "Списано: {captured} кредитов\nПополнено: {topped} кредитов",
+    },
+}
+
+# The command menu Telegram shows, per interface language (setMyCommands).
+COMMANDS: Final[dict[str, dict[str, str]]] = {
+    "en": {
+        "start": "Start and see your free trial",
+        "help": "What I can do",
+        "balance": "Your credits",
+        "buy": "Top up with Telegram Stars",
+        "history": "Your transactions",
+        "lang": "Speech language",
+        "format": "Text, timestamps or SRT subtitles",
+        "cancel": "Stop the current transcription",
+        "t": "Transcribe the note you reply to",
+    },
+    "ru": {
+        "start": "Начать и узнать о пробном балансе",
+        "help": "Что я умею",
+        "balance": "Ваши кредиты",
+        "buy": "Пополнить звёздами Telegram",
+        "history": "Ваши операции",
+        "lang": "Язык речи",
+        "format": "Текст, таймкоды или субтитры SRT",
+        "cancel": "Остановить расшифровку",
+        "t": "Расшифровать голосовое, на которое вы отвечаете",
     },
 }
 

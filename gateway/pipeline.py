@@ -209,14 +209,22 @@ class Pipeline:
             return Outcome("failed", trace_id=trace_id)
         text = " ".join(s.strip() for s in segments if s.strip())
         formatted = done.formatted_text.strip() or text
-        price = await self.services.billing.Quote(
-            billing_pb2.QuoteRequest(duration_seconds=max(1, round(done.audio_duration_seconds)))
-        )
-        amount = min(price.amount_credits, hold.amount_credits)
-        if not formatted:
-            await self._edit(job, "final", placeholder, t(job.lang, "no_speech"))
-        else:
-            await self._deliver(job, placeholder, formatted)
+        try:
+            price = await self.services.billing.Quote(
+                billing_pb2.QuoteRequest(
+                    duration_seconds=max(1, round(done.audio_duration_seconds))
+                )
+            )
+            amount = min(price.amount_credits, hold.amount_credits)
+            if not formatted:
+                await self._edit(job, "final", placeholder, t(job.lang, "no_speech"))
+            else:
+                await self._deliver(job, placeholder, formatted)
+        except Exception as exc:  # noqa: BLE001 - no text delivered, no charge
+            await self._release(hold.hold_id, f"delivery failed: {type(exc).__name__}")
+            await self._tell_failure(job, placeholder, exc, trace_id)
+            log.warning("job %s not delivered: %s", job.key("job"), type(exc).__name__)
+            return Outcome("failed", trace_id=trace_id)
         try:
             await self.services.billing.Capture(
                 billing_pb2.CaptureRequest(

@@ -1,7 +1,15 @@
-"""Downloads a Telegram file as a stream of chunks (never whole in memory)."""
+"""Downloads a Telegram file as a stream of chunks (never whole in memory).
+
+From the cloud Bot API (files up to 20 MB) over HTTP; from a self-hosted Bot
+API server in ``--local`` mode (TELEGRAM_API_LOCAL=true, up to 2 GB), which
+answers getFile with an absolute path on its own disk, straight from that
+disk (the gateway mounts the server's working directory), else over HTTP.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import pathlib
 from collections.abc import AsyncIterator
 
 from aiogram import Bot
@@ -29,8 +37,23 @@ class TelegramFiles:
             raise FileTooBigError(file_id)
         if info.file_path is None:
             raise FileTooBigError(file_id)
+        local = pathlib.Path(info.file_path)
+        if self.bot.session.api.is_local and local.is_absolute():
+            async for chunk in read_chunks(local):
+                yield chunk
+            return
         url = self.bot.session.api.file_url(self.bot.token, info.file_path)
         async for chunk in self.bot.session.stream_content(
             url, timeout=self.timeout, chunk_size=CHUNK_BYTES
         ):
             yield chunk
+
+
+async def read_chunks(path: pathlib.Path) -> AsyncIterator[bytes]:
+    """A local file in chunks, read off the event loop."""
+    handle = await asyncio.to_thread(path.open, "rb")
+    try:
+        while chunk := await asyncio.to_thread(handle.read, CHUNK_BYTES):
+            yield chunk
+    finally:
+        handle.close()

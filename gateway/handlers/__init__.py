@@ -1,4 +1,8 @@
-"""One Router per feature, combined once in :func:`routers` (order matters: errors last)."""
+"""One Router per feature, built fresh by :func:`routers` (order matters: errors last).
+
+Each module registers its handlers in its own ``make_router()`` rather than
+on a module-level Router, which could be attached to one Dispatcher only.
+"""
 
 from __future__ import annotations
 
@@ -19,13 +23,13 @@ from gateway.handlers import (
 
 def routers() -> list[Router]:
     return [
-        start.router,
-        account.router,
-        payments.router,
-        settings.router,
-        admin.router,
-        groups.router,
-        media.router,
-        fallback.router,
-        errors.router,
+        start.make_router(),
+        account.make_router(),
+        payments.make_router(),
+        settings.make_router(),
+        admin.make_router(),
+        groups.make_router(),
+        media.make_router(),
+        fallback.make_router(),
+        errors.make_router(),
     ]

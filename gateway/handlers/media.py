@@ -7,6 +7,9 @@ and says how many are ahead of it while it waits.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from aiogram import F, Router
 from aiogram.filters import Command
 from aiogram.types import Message
@@ -19,8 +22,6 @@ from gateway.middlewares import Gate
 from gateway.pipeline import Job, Media, Pipeline
 from gateway.prefs import Prefs
 from gateway.replies import reply
-
-router = Router(name="media")
 
 is_media_document = F.document.mime_type.startswith("audio/") | F.document.mime_type.startswith(
     "video/"
@@ -95,11 +96,17 @@ async def transcribe(
         # Queued in arrival order: the user's next update may go ahead now.
         if gate is not None:
             gate.release()
-        await ticket.wait_turn()
+        try:
+            await ticket.wait_turn()
+        except asyncio.CancelledError:
+            # Shutdown before this job's turn: nothing was reserved yet.
+            with contextlib.suppress(Exception):
+                text = t(lang, "interrupted_queued")
+                await asyncio.shield(asyncio.wait_for(pipeline.send(job, "final", text), 5))
+            raise
         await pipeline.run(job, ticket.stop)
 
 
-@router.message(F.chat.type == "private", has_media)
 async def on_private_media(
     message: Message,
     services: Services,
@@ -123,9 +130,15 @@ async def on_private_media(
     )
 
 
-@router.message(Command("cancel"))
 async def on_cancel(message: Message, services: Services, lanes: JobLanes, lang: str) -> None:
     assert message.from_user is not None
     # The job itself tells the user it stopped and that the hold was released.
     if not await lanes.cancel(message.from_user.id):
         await reply(services, message, "cancel", t(lang, "nothing_to_cancel"))
+
+
+def make_router() -> Router:
+    router = Router(name="media")
+    router.message.register(on_private_media, F.chat.type == "private", has_media)
+    router.message.register(on_cancel, Command("cancel"))
+    return router

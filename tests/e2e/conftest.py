@@ -22,7 +22,8 @@ async def mesh(
             database_url=postgres_dsn,
             redis_url=redis_url,
             env={
-                "NOTIFIER_KEY_PREFIX": prefix,
+                "NOTIFIER_REDIS_PREFIX": prefix,
+                "GATEWAY_KEY_PREFIX": "g" + prefix,
                 "GATEWAY_EDIT_INTERVAL_SECONDS": "1.0",
                 "VOXMESH_LOG_LEVEL": "info",
             },

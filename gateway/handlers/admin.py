@@ -1,0 +1,112 @@
+"""/stats, /grant, /ban, /unban: forwarded to billing, which checks the role.
+
+The gateway keeps no list of admins: billing answers PERMISSION_DENIED
+(NOT_ADMIN) for anyone else, and this router's error handler turns that
+into a short reply.
+"""
+
+from __future__ import annotations
+
+import grpc
+from aiogram import Router
+from aiogram.dispatcher.event.bases import SkipHandler
+from aiogram.filters import Command, CommandObject, ExceptionTypeFilter
+from aiogram.types import ErrorEvent, Message
+
+from billing.v1 import billing_pb2
+from gateway.clients import Services
+from gateway.i18n import t
+from gateway.replies import reply
+from voxmesh.errors import error_details
+
+ADMIN_COMMANDS = ("stats", "grant", "ban", "unban")
+
+
+def _ints(args: str | None, count: int) -> list[int] | None:
+    parts = (args or "").split()
+    if len(parts) != count or not all(p.isdigit() and int(p) > 0 for p in parts):
+        return None
+    return [int(p) for p in parts]
+
+
+async def on_stats(message: Message, services: Services, lang: str) -> None:
+    assert message.from_user is not None
+    s = await services.billing.Stats(
+        billing_pb2.StatsRequest(actor_user_id=message.from_user.id), timeout=10
+    )
+    text = t(
+        lang,
+        "stats",
+        users=s.users,
+        holds=s.holds_pending,
+        held=s.credits_held,
+        captured=s.credits_captured,
+        topped=s.credits_topped_up,
+    )
+    await reply(services, message, "stats", text)
+
+
+async def on_grant(message: Message, command: CommandObject, services: Services, lang: str) -> None:
+    assert message.from_user is not None
+    values = _ints(command.args, 2)
+    if values is None:
+        await reply(services, message, "grant", t(lang, "usage_grant"))
+        return
+    user_id, amount = values
+    result = await services.billing.Grant(
+        billing_pb2.GrantRequest(
+            idempotency_key=f"grant:{message.chat.id}:{message.message_id}",
+            actor_user_id=message.from_user.id,
+            user_id=user_id,
+            amount_credits=amount,
+        ),
+        timeout=10,
+    )
+    text = t(lang, "granted", credits=amount, user=user_id, balance=result.balance_credits)
+    await reply(services, message, "grant", text)
+
+
+async def on_ban(message: Message, command: CommandObject, services: Services, lang: str) -> None:
+    assert message.from_user is not None
+    values = _ints(command.args, 1)
+    if values is None:
+        await reply(services, message, "role", t(lang, "usage_user", command=command.command))
+        return
+    ban = command.command == "ban"
+    await services.billing.SetRole(
+        billing_pb2.SetRoleRequest(
+            actor_user_id=message.from_user.id,
+            user_id=values[0],
+            role=billing_pb2.ROLE_BANNED if ban else billing_pb2.ROLE_USER,
+        ),
+        timeout=10,
+    )
+    text = t(lang, "user_banned" if ban else "user_unbanned", user=values[0])
+    await reply(services, message, "role", text)
+
+
+async def on_admin_error(event: ErrorEvent, services: Services, lang: str = "en") -> bool:
+    """NOT_ADMIN and an unknown target user get a short reply; anything else goes on."""
+    assert isinstance(event.exception, grpc.aio.AioRpcError)
+    reason = error_details(event.exception).reason
+    message = event.update.message
+    key = {"NOT_ADMIN": "admins_only", "NOT_FOUND": "no_such_user"}.get(reason)
+    # Errors of every router come here: answer only for our own commands.
+    if key is None or message is None or not _is_admin_command(message.text):
+        raise SkipHandler()
+    await reply(services, message, "admin-error", t(lang, key))
+    return True
+
+
+def _is_admin_command(text: str | None) -> bool:
+    word = (text or "").split(maxsplit=1)[0] if text else ""
+    return word.split("@")[0] in {f"/{c}" for c in ADMIN_COMMANDS}
+
+
+def make_router() -> Router:
+    router = Router(name="admin")
+    router.message.register(on_stats, Command("stats"))
+    router.message.register(on_grant, Command("grant"))
+    router.message.register(on_ban, Command("ban", "unban"))
+    router.errors.register(on_admin_error, ExceptionTypeFilter(grpc.aio.AioRpcError))
+    return router

@@ -1,0 +1,218 @@
+"""Test doubles for the gateway's unit tests: the three gRPC stubs and the Bot's transport.
+
+Only the transport is fake. Handlers, filters, middlewares, the pipeline and
+the Redis-backed parts under test are the real ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
+
+import grpc
+from aiogram import Bot
+from aiogram.client.session.base import BaseSession
+from aiogram.methods import TelegramMethod
+from google.protobuf import message_factory
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message import Message
+
+from billing.v1 import billing_pb2
+from gateway.clients import Services
+from notifier.v1 import notifier_pb2
+from transcriber.v1 import transcriber_pb2
+from voxmesh.errors import STATUS_DETAILS_KEY, ServiceError
+
+
+def rpc_error(err: ServiceError, domain: str = "billing.voxmesh") -> grpc.aio.AioRpcError:
+    """The error a real client gets when the server raised ``err``."""
+    status = err.to_status(domain)
+    return grpc.aio.AioRpcError(
+        err.code,
+        grpc.aio.Metadata(),
+        grpc.aio.Metadata((STATUS_DETAILS_KEY, status.SerializeToString())),
+        details=err.message,
+    )
+
+
+class FakeStub:
+    """Records each request; answers with ``replies[name]`` (a message or a function of
+    the request), raises ``errors[name]``, else returns the RPC's empty response."""
+
+    def __init__(self, service: ServiceDescriptor) -> None:
+        self._methods = service.methods_by_name
+        self.calls: list[tuple[str, Any]] = []
+        self.replies: dict[str, Any] = {}
+        self.errors: dict[str, BaseException] = {}
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        methods = self.__dict__.get("_methods", {})
+        if name not in methods:
+            raise AttributeError(name)
+        output = message_factory.GetMessageClass(methods[name].output_type)
+
+        async def call(request: Message, timeout: float | None = None, **_: Any) -> Any:
+            self.calls.append((name, request))
+            if name in self.errors:
+                raise self.errors[name]
+            reply = self.replies.get(name)
+            if callable(reply):
+                return reply(request)
+            return reply if reply is not None else output()
+
+        return call
+
+    def requests(self, name: str) -> list[Any]:
+        return [request for method, request in self.calls if method == name]
+
+
+class FakeCall:
+    """A Transcribe stream: reads the upload like grpc does, yields ``events``."""
+
+    def __init__(
+        self,
+        requests: AsyncIterator[transcriber_pb2.TranscribeRequest],
+        events: Iterable[transcriber_pb2.TranscribeResponse],
+        *,
+        delay: float = 0.0,
+        error: BaseException | None = None,
+    ) -> None:
+        self.requests = requests
+        self.events = list(events)
+        self.delay = delay
+        self.error = error
+        self.cancelled = False
+        self.uploaded: list[transcriber_pb2.TranscribeRequest] = []
+        self._cancel = asyncio.Event()
+
+    def cancel(self) -> bool:
+        self.cancelled = True
+        self._cancel.set()
+        return True
+
+    def __aiter__(self) -> AsyncIterator[transcriber_pb2.TranscribeResponse]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[transcriber_pb2.TranscribeResponse]:
+        async for request in self.requests:
+            self.uploaded.append(request)
+        if self.error is not None:
+            raise self.error
+        for event in self.events:
+            if self.delay:
+                try:
+                    await asyncio.wait_for(self._cancel.wait(), self.delay)
+                except TimeoutError:
+                    pass
+            if self.cancelled:
+                # What grpc aio raises in the reader of a locally cancelled call.
+                raise asyncio.CancelledError()
+            yield event
+
+
+class FakeTranscriber(FakeStub):
+    def __init__(self) -> None:
+        super().__init__(transcriber_pb2.DESCRIPTOR.services_by_name["TranscriberService"])
+        self.streams: list[FakeCall] = []
+        self.events: list[transcriber_pb2.TranscribeResponse] = []
+        self.delay = 0.0
+        self.stream_error: BaseException | None = None
+
+    def Transcribe(self, requests: AsyncIterator[Any], **_: Any) -> FakeCall:
+        call = FakeCall(requests, self.events, delay=self.delay, error=self.stream_error)
+        self.streams.append(call)
+        return call
+
+
+def fake_services() -> tuple[Services, FakeStub, FakeTranscriber, FakeStub]:
+    billing = FakeStub(billing_pb2.DESCRIPTOR.services_by_name["BillingService"])
+    transcriber = FakeTranscriber()
+    notifier = FakeStub(notifier_pb2.DESCRIPTOR.services_by_name["NotifierService"])
+    ids = itertools.count(1000)
+    notifier.replies["Send"] = lambda r: notifier_pb2.SendResponse(message_id=next(ids))
+    notifier.replies["SendDocument"] = lambda r: notifier_pb2.SendDocumentResponse(
+        message_id=next(ids)
+    )
+    billing.replies["Quote"] = lambda r: billing_pb2.QuoteResponse(
+        amount_credits=max(1, -(-r.duration_seconds * 10 // 60))
+    )
+    billing.replies["Reserve"] = lambda r: billing_pb2.ReserveResponse(
+        hold=billing_pb2.Hold(
+            hold_id="00000000-0000-0000-0000-000000000001",
+            user_id=r.user_id,
+            amount_credits=r.amount_credits,
+        )
+    )
+    billing.replies["EnsureUser"] = lambda r: billing_pb2.EnsureUserResponse(
+        user=billing_pb2.User(user_id=r.user_id, role=billing_pb2.ROLE_USER)
+    )
+    services = Services(billing=billing, transcriber=transcriber, notifier=notifier)  # type: ignore[arg-type]
+    return services, billing, transcriber, notifier
+
+
+def transcript(*texts: str, formatted: str = "", seconds: float = 11.0) -> list[Any]:
+    events = [
+        transcriber_pb2.TranscribeResponse(
+            segment=transcriber_pb2.Segment(segment_id=i, text=text, final=True)
+        )
+        for i, text in enumerate(texts)
+    ]
+    events.append(
+        transcriber_pb2.TranscribeResponse(
+            done=transcriber_pb2.Done(
+                audio_duration_seconds=seconds,
+                formatted_text=formatted or " ".join(texts),
+                segment_count=len(texts),
+            )
+        )
+    )
+    return events
+
+
+class FakeFiles:
+    """A FileSource with a few chunks for every file id."""
+
+    def __init__(self, chunks: int = 2) -> None:
+        self.chunks = chunks
+        self.streamed: list[str] = []
+
+    async def stream(self, file_id: str) -> AsyncIterator[bytes]:
+        self.streamed.append(file_id)
+        for _ in range(self.chunks):
+            yield b"\0" * 16
+
+
+class RecordingSession(BaseSession):
+    """The Bot's transport: records every method; answers from ``results``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[TelegramMethod[Any]] = []
+        self.results: dict[str, Any] = {}
+
+    async def make_request(
+        self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None
+    ) -> Any:
+        self.requests.append(method)
+        result = self.results.get(method.__api_method__)
+        if callable(result):
+            return result(method)
+        return True if result is None else result
+
+    async def stream_content(
+        self,
+        url: str,
+        headers: dict[str, Any] | None = None,
+        timeout: int = 30,
+        chunk_size: int = 65536,
+        raise_for_status: bool = True,
+    ) -> AsyncIterator[bytes]:
+        yield b""
+
+    async def close(self) -> None:
+        return None
+
+    def sent(self, api_method: str) -> list[Any]:
+        return [m for m in self.requests if m.__api_method__ == api_method]
