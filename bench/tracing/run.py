@@ -1,0 +1,119 @@
+"""RPC throughput with tracing at 100 % sampling against tracing off, in one run.
+
+Both arms run the same server (the runtime's full interceptor chain) and the
+same closed-loop clients; only the tracer provider differs. With tracing on,
+every server and client span is exported through the Zipkin JSON exporter to a
+real collector in another process. Arms alternate (off, on, off, on, ...) so a
+noisy neighbour hurts both alike.
+
+    python -m bench.tracing [--seconds 5] [--concurrency 16] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+import time
+
+import grpc
+from opentelemetry import propagate
+from opentelemetry.sdk.trace import TracerProvider
+
+from billing.v1 import billing_pb2, billing_pb2_grpc
+from voxmesh import telemetry
+from voxmesh.channels import dial
+from voxmesh.config import ServerSettings, TelemetrySettings
+from voxmesh.embedded import free_port
+from voxmesh.server import GrpcServer, ServiceSpec
+
+
+class Quote(billing_pb2_grpc.BillingServiceServicer):
+    async def Quote(
+        self, request: billing_pb2.QuoteRequest, context: grpc.aio.ServicerContext
+    ) -> billing_pb2.QuoteResponse:
+        return billing_pb2.QuoteResponse(amount_credits=request.duration_seconds)
+
+
+async def arm(provider: TracerProvider, seconds: float, concurrency: int) -> float:
+    servicer = Quote()
+    server = GrpcServer(
+        ServerSettings(service="bench"),
+        [
+            ServiceSpec(
+                "billing.v1.BillingService",
+                lambda s: billing_pb2_grpc.add_BillingServiceServicer_to_server(servicer, s),
+            )
+        ],
+        domain="bench",
+        tracer_provider=provider,
+    )
+    await server.start()
+    done = 0
+    async with dial(server.address, tracer_provider=provider) as channel:
+        stub = billing_pb2_grpc.BillingServiceStub(channel)
+        await stub.Quote(billing_pb2.QuoteRequest(duration_seconds=1), timeout=5)  # warm up
+        end = time.monotonic() + seconds
+        tracer = provider.get_tracer("bench")
+
+        async def client() -> None:
+            nonlocal done
+            while time.monotonic() < end:
+                # A root span per call, as the gateway opens one per update.
+                with tracer.start_as_current_span("bench.request"):
+                    await stub.Quote(billing_pb2.QuoteRequest(duration_seconds=5), timeout=5)
+                done += 1
+
+        start = time.monotonic()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        elapsed = time.monotonic() - start
+    await server.stop(0)
+    await asyncio.to_thread(provider.force_flush)
+    await asyncio.to_thread(provider.shutdown)
+    return done / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    port = free_port()
+    collector = subprocess.Popen(
+        [sys.executable, "-m", "voxmesh.emulator.zipkin", "--port", str(port)],
+        stdout=subprocess.PIPE,
+    )
+    assert collector.stdout is not None
+    collector.stdout.readline()  # its base URL: it is listening
+    endpoint = f"http://127.0.0.1:{port}/api/v2/spans"
+    propagate.set_global_textmap(telemetry.propagator())
+    on_rates: list[float] = []
+    off_rates: list[float] = []
+    try:
+        for _ in range(args.rounds):
+            off = telemetry.make_tracer_provider(
+                TelemetrySettings(service_name="bench", exporter="none", sampler="always_off")
+            )
+            off_rates.append(asyncio.run(arm(off, args.seconds, args.concurrency)))
+            on = telemetry.make_tracer_provider(
+                TelemetrySettings(
+                    service_name="bench", zipkin_endpoint=endpoint, sampler="always_on"
+                )
+            )
+            on_rates.append(asyncio.run(arm(on, args.seconds, args.concurrency)))
+    finally:
+        collector.terminate()
+        collector.wait()
+    off_m, on_m = statistics.median(off_rates), statistics.median(on_rates)
+    print(f"{'arm':<28}{'RPC/s (median of ' + str(args.rounds) + ')':>24}")
+    print(f"{'tracing off':<28}{off_m:>24.0f}")
+    print(f"{'tracing on, 100% sampled':<28}{on_m:>24.0f}")
+    print(f"ratio on/off: {on_m / off_m:.2f} (goal >= 0.90)")
+
+
+if __name__ == "__main__":
+    main()
