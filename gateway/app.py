@@ -219,7 +219,10 @@ async def set_commands(bot: Bot) -> None:
 async def run(settings: GatewaySettings) -> None:
     registry = CollectorRegistry()
     services = Services.connect(
-        settings.billing_target, settings.transcriber_target, settings.notifier_target
+        settings.billing_target,
+        settings.transcriber_target,
+        settings.notifier_target,
+        tls=settings.tls,
     )
     redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     prefix = settings.key_prefix

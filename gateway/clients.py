@@ -10,6 +10,7 @@ from billing.v1 import billing_pb2_grpc
 from notifier.v1 import notifier_pb2_grpc
 from transcriber.v1 import transcriber_pb2_grpc
 from voxmesh.channels import dial
+from voxmesh.tls import TlsSettings
 
 
 @dataclass(frozen=True)
@@ -21,8 +22,10 @@ class Services:
     channels: tuple[grpc.aio.Channel, ...] = ()
 
     @classmethod
-    def connect(cls, billing: str, transcriber: str, notifier: str) -> Services:
-        b, t, n = dial(billing), dial(transcriber), dial(notifier)
+    def connect(
+        cls, billing: str, transcriber: str, notifier: str, *, tls: TlsSettings | None = None
+    ) -> Services:
+        b, t, n = dial(billing, tls=tls), dial(transcriber, tls=tls), dial(notifier, tls=tls)
         return cls(
             billing=billing_pb2_grpc.BillingServiceStub(b),
             transcriber=transcriber_pb2_grpc.TranscriberServiceStub(t),

@@ -15,6 +15,7 @@ from voxmesh.config import (
     env_int,
     env_str,
 )
+from voxmesh.tls import TlsSettings
 
 # The cloud Bot API lets bots download files up to 20 MB; a self-hosted Bot
 # API server (TELEGRAM_API_LOCAL=true) up to 2 GB.
@@ -83,6 +84,9 @@ class GatewaySettings:
         StarsPackage(100, 1000),
         StarsPackage(250, 2500),
     )
+    # Mutual TLS to the services (VOXMESH_TLS_*): the gateway's certificate is
+    # what billing and the notifier authorise money moves and messages by.
+    tls: TlsSettings | None = None
 
     @property
     def download_limit(self) -> int:
@@ -124,4 +128,5 @@ class GatewaySettings:
                 "GATEWAY_STARS_PACKAGES",
                 env.get("GATEWAY_STARS_PACKAGES", "").strip() or "50:500,100:1000,250:2500",
             ),
+            tls=TlsSettings.from_env(env),
         )

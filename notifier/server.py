@@ -23,6 +23,8 @@ from voxmesh.config import ConfigError, ServerSettings, TelemetrySettings
 from voxmesh.server import GrpcServer, ServiceSpec, serve
 
 SERVICE_NAME = "notifier.v1.NotifierService"
+# Under mutual TLS only the gateway (and admin tooling) may message users.
+CALLER_POLICY = {"*": frozenset({"gateway", "admin"})}
 DOMAIN = "notifier.voxmesh"
 DEFAULT_LISTEN = "127.0.0.1:50053"
 
@@ -84,7 +86,13 @@ def create_server(
     *,
     tracer_provider: TracerProvider | None = None,
 ) -> GrpcServer:
-    return GrpcServer(server_settings, app.specs(), domain=DOMAIN, tracer_provider=tracer_provider)
+    return GrpcServer(
+        server_settings,
+        app.specs(),
+        domain=DOMAIN,
+        tracer_provider=tracer_provider,
+        policy=CALLER_POLICY,
+    )
 
 
 async def run(
