@@ -17,10 +17,12 @@ import random
 import uuid
 from typing import Any
 
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind
 from redis.exceptions import RedisError
 
 from notifier.config import NotifierSettings
-from notifier.outbox import Job, Outbox, Wait
+from notifier.outbox import TRACE_FIELD, Job, Outbox, Wait
 from notifier.telegram import Permanent, TelegramClient, Transient
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ class Deliverer:
         self._loop_task: asyncio.Task[None] | None = None
         # One token per process: a lease it holds is recognisably its own.
         self._token = uuid.uuid4().hex
+        self._tracer = trace.get_tracer("voxmesh.notifier")
 
     def start(self) -> None:
         if self._loop_task is None:
@@ -126,6 +129,16 @@ class Deliverer:
             self._slots.release()
 
     async def deliver(self, job: Job) -> None:
+        parent = propagate.extract(job.payload.get(TRACE_FIELD) or {})
+        with self._tracer.start_as_current_span(
+            f"notifier.deliver/{job.method}",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes={"telegram.chat_id": job.chat, "notifier.attempt": job.attempts},
+        ):
+            await self._deliver(job)
+
+    async def _deliver(self, job: Job) -> None:
         if job.ambiguous:
             # The last worker died while Telegram had this request; it may have
             # been sent. Delivering again risks a duplicate, dropping risks a

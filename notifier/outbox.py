@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import redis.asyncio as aioredis
+from opentelemetry import propagate
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
@@ -44,6 +45,7 @@ from notifier import _scripts
 log = logging.getLogger(__name__)
 
 TERMINAL = ("done", "failed", "dead")
+TRACE_FIELD = "_trace"
 _POLL_SECONDS = 5.0
 
 
@@ -176,6 +178,11 @@ class Outbox:
     ) -> Submitted:
         job = uuid.uuid4().hex
         pending = json.dumps({"s": "pending", "fp": fingerprint, "job": job})
+        # The caller's trace context rides with the job, so the Telegram call
+        # a worker makes later (maybe in another replica) joins the caller's trace.
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        payload = {**payload, TRACE_FIELD: carrier}
         status, raw = await self._enqueue(
             keys=[self.idem_key(method, key), self.prefix + "due", self.prefix + "lease"],
             args=[

@@ -68,8 +68,20 @@ class _NeverSampleHealth(Sampler):
         links: Any = None,
         trace_state: Any = None,
     ) -> SamplingResult:
-        if HEALTH_SERVICE in name or (attributes or {}).get("rpc.service") == HEALTH_SERVICE:
+        attrs = attributes or {}
+        if HEALTH_SERVICE in name or attrs.get("rpc.service") == HEALTH_SERVICE:
             return SamplingResult(Decision.DROP)
+        if (
+            kind == SpanKind.CLIENT
+            and not trace.get_current_span(parent_context).get_span_context().is_valid
+        ):
+            # A client call outside any request is background polling (the
+            # gateway's getUpdates, the notifier's idle queue checks): one
+            # single-span trace per poll would bury the traces SREs look for.
+            # Background work that matters opens its own root span first.
+            url = str(attrs.get("url.full") or attrs.get("http.url") or "")
+            if "db.system" in attrs or "db.system.name" in attrs or "/getUpdates" in url:
+                return SamplingResult(Decision.DROP)
         return self._inner.should_sample(
             parent_context, trace_id, name, kind, attributes, links, trace_state
         )

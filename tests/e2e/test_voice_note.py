@@ -129,6 +129,16 @@ async def test_voice_note_end_to_end(mesh: Mesh, shared_audio: pathlib.Path) -> 
         or "/bot" in str(t.get("url.full", ""))
     ]
     assert telegram_http, "no Telegram HTTP span in the trace"
+    # The notifier's worker sends in the caller's trace: delivery span, then the HTTP call.
+    deliveries = [sp for sp in spans if sp["name"].startswith("notifier.deliver/")]
+    assert deliveries
+    delivery_ids = {sp["id"] for sp in deliveries}
+    assert any(
+        sp.get("parentId") in delivery_ids
+        and sp.get("kind") == "CLIENT"
+        and "<redacted>" in json.dumps(sp.get("tags", {}))
+        for sp in spans
+    ), "no redacted Telegram HTTP call under a notifier delivery span"
     # The bot token never reaches a span or a log line.
     token = mesh.env["TELEGRAM_BOT_TOKEN"]
     assert token not in json.dumps(collector.spans)
