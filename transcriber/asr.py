@@ -73,6 +73,7 @@ class SpeechRecognizer:
         self._model = model
         self.name = name
         self.multilingual = multilingual
+        self.device = str(getattr(model.model, "device", "cpu"))
 
     def transcribe(
         self,

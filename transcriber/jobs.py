@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from opentelemetry import trace
+
 from transcriber.asr import LANGUAGE_CODES, DecodeOptions
 from transcriber.audio import AudioArray, AudioDecoder, ByteFeed, PcmResampler
 from transcriber.config import TranscriberConfig
@@ -23,6 +25,7 @@ from transcriber.models import ModelRegistry
 from transcriber.windowing import Emit, Transcript, WindowedTranscriber, WorkCounters
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("voxmesh.transcriber")
 
 MAX_PROMPT_CHARS = 1000
 MAX_HOTWORDS_CHARS = 500
@@ -150,7 +153,10 @@ def run_job(
     else:
         decoder = AudioDecoder(feed, max_seconds=config.max_audio_seconds, cancel=cancel)
         try:
-            info = decoder.open()
+            with _tracer.start_as_current_span("transcriber.decode.open") as span:
+                info = decoder.open()
+                span.set_attribute("transcriber.container", str(info.container))
+                span.set_attribute("transcriber.codec", str(info.codec))
             log.debug("decoding %s/%s, %s s", info.container, info.codec, info.duration_seconds)
             if deadline_at is not None and info.duration_seconds is not None:
                 expected = info.duration_seconds * config.realtime_factor

@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from transcriber.config import TranscriberConfig, TranscriberConfigError
 from transcriber.errors import ModelUnavailable
+from transcriber.metrics import TranscriberMetrics
 from transcriber.models import ModelRegistry
 from transcriber.service import TranscriberService
 from transcriber.v1 import transcriber_pb2_grpc as pb_grpc
@@ -73,6 +74,7 @@ def create_app(
     server = GrpcServer(
         server_settings, service_specs(service), domain=DOMAIN, tracer_provider=tracer_provider
     )
+    service.metrics = TranscriberMetrics(server.metrics.registry, service.admission, config.device)
     return TranscriberApp(server, service)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import threading
 import time
@@ -20,6 +21,7 @@ from transcriber.audio import ByteFeed
 from transcriber.config import TranscriberConfig
 from transcriber.formatting import OutputFormat
 from transcriber.jobs import JobOutcome, JobRequest, JobSpec, run_job, validate
+from transcriber.metrics import TranscriberMetrics
 from transcriber.models import ModelRegistry
 from transcriber.v1 import transcriber_pb2 as pb
 from transcriber.v1 import transcriber_pb2_grpc as pb_grpc
@@ -196,6 +198,11 @@ class TranscriberService(pb_grpc.TranscriberServiceServicer):
             max_workers=config.max_active_streams, thread_name_prefix="transcribe"
         )
         self.counters = WorkCounters()
+        self.metrics: TranscriberMetrics | None = None
+
+    def _job_failed(self, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.job_failed(outcome)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -225,7 +232,10 @@ class TranscriberService(pb_grpc.TranscriberServiceServicer):
                 pass  # the loop is gone: the server is shutting down
 
         try:
+            # The worker thread continues the RPC's trace (contextvars do not
+            # cross into executor threads by themselves).
             future = self._executor.submit(
+                contextvars.copy_context().run,
                 run_job,
                 spec,
                 feed,
@@ -297,7 +307,13 @@ class TranscriberService(pb_grpc.TranscriberServiceServicer):
             try:
                 outcome = future.result()
             except domain.Cancelled:
+                self._job_failed("cancelled")
                 raise domain.TranscriberError("the job stopped") from None
+            except domain.TranscriberError as exc:
+                self._job_failed(type(exc).__name__)
+                raise
+            if self.metrics is not None:
+                self.metrics.job_done(outcome.transcript.audio_seconds, outcome.processing_seconds)
             yield pb.TranscribeResponse(done=done_pb(outcome))
         finally:
             cancel.set()

@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 from faster_whisper.vad import VadOptions, get_speech_timestamps
+from opentelemetry import trace
 
 from transcriber.asr import DecodeOptions, Language, Segment, SpeechRecognizer, with_language
 from transcriber.audio import SAMPLE_RATE, AudioArray
 from transcriber.errors import Cancelled
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("voxmesh.transcriber")
 
 # Pauses as short as 200 ms are enough to cut between words; the padding
 # keeps VAD from shaving the quiet ends of words.
@@ -132,7 +135,8 @@ class WindowedTranscriber:
             self._buffered += chunk.size
             while self._buffered >= self._window:
                 audio = self._take(self._window)
-                cut = find_cut(audio, self._min_cut)
+                with _tracer.start_as_current_span("transcriber.vad"):
+                    cut = find_cut(audio, self._min_cut)
                 self._push_back(audio[cut:])
                 self._transcribe(audio[:cut])
         if self._buffered:
@@ -163,15 +167,28 @@ class WindowedTranscriber:
         if self._language is not None:
             options = with_language(options, self._language.code)
         prompt = "".join(s.text for s in self._segments)[-_PROMPT_CHARS:].strip() or None
-        result = self._recognizer.transcribe(audio, options, offset=offset, prompt=prompt)
-        if self._language is None:
-            self._language = result.language
-            self._emit(LanguageEvent(result.language))
-        for segment in result.segments:
-            self._segments.append(segment)
-            self._counters.add(segments=1)
-            self._emit(SegmentEvent(len(self._segments) - 1, segment))
-            if self._cancel.is_set():
-                raise Cancelled()
+        seconds = audio.size / SAMPLE_RATE
+        # One span per inference window: where the time of a long note went.
+        with _tracer.start_as_current_span(
+            "transcriber.window",
+            attributes={
+                "transcriber.audio_seconds": seconds,
+                "transcriber.offset_seconds": offset,
+                "transcriber.model": self._recognizer.name,
+                "transcriber.device": self._recognizer.device,
+            },
+        ) as span:
+            started = time.monotonic()
+            result = self._recognizer.transcribe(audio, options, offset=offset, prompt=prompt)
+            if self._language is None:
+                self._language = result.language
+                self._emit(LanguageEvent(result.language))
+            for segment in result.segments:
+                self._segments.append(segment)
+                self._counters.add(segments=1)
+                self._emit(SegmentEvent(len(self._segments) - 1, segment))
+                if self._cancel.is_set():
+                    raise Cancelled()
+            span.set_attribute("transcriber.rtf", (time.monotonic() - started) / seconds)
         self._counters.add(windows=1)
         log.debug("window at %.1fs (%.1fs) done", offset, audio.size / SAMPLE_RATE)
