@@ -14,6 +14,7 @@ import base64
 import contextlib
 import logging
 import random
+import time
 import uuid
 from typing import Any
 
@@ -22,7 +23,8 @@ from opentelemetry.trace import SpanKind
 from redis.exceptions import RedisError
 
 from notifier.config import NotifierSettings
-from notifier.outbox import TRACE_FIELD, Job, Outbox, Wait
+from notifier.metrics import NotifierMetrics
+from notifier.outbox import ENQUEUED_FIELD, TRACE_FIELD, Job, Outbox, Wait
 from notifier.telegram import Permanent, TelegramClient, Transient
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ class Deliverer:
         # One token per process: a lease it holds is recognisably its own.
         self._token = uuid.uuid4().hex
         self._tracer = trace.get_tracer("voxmesh.notifier")
+        self.metrics: NotifierMetrics | None = None
 
     def start(self) -> None:
         if self._loop_task is None:
@@ -129,6 +132,9 @@ class Deliverer:
             self._slots.release()
 
     async def deliver(self, job: Job) -> None:
+        enqueued = job.payload.get(ENQUEUED_FIELD)
+        if self.metrics is not None and isinstance(enqueued, float) and job.attempts <= 1:
+            self.metrics.wait.observe(max(0.0, time.time() - enqueued))
         parent = propagate.extract(job.payload.get(TRACE_FIELD) or {})
         with self._tracer.start_as_current_span(
             f"notifier.deliver/{job.method}",

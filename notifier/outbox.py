@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 
 TERMINAL = ("done", "failed", "dead")
 TRACE_FIELD = "_trace"
+ENQUEUED_FIELD = "_enqueued_at"
 _POLL_SECONDS = 5.0
 
 
@@ -182,7 +184,7 @@ class Outbox:
         # a worker makes later (maybe in another replica) joins the caller's trace.
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
-        payload = {**payload, TRACE_FIELD: carrier}
+        payload = {**payload, TRACE_FIELD: carrier, ENQUEUED_FIELD: time.time()}
         status, raw = await self._enqueue(
             keys=[self.idem_key(method, key), self.prefix + "due", self.prefix + "lease"],
             args=[

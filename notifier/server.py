@@ -9,10 +9,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CollectorRegistry
 
 from notifier.config import NotifierSettings
 from notifier.delivery import Deliverer
 from notifier.domain import Notifier
+from notifier.metrics import NotifierMetrics, refresh_depth
 from notifier.outbox import Outbox, connect
 from notifier.service import NotifierService
 from notifier.telegram import TelegramClient
@@ -20,6 +22,7 @@ from notifier.v1 import notifier_pb2_grpc
 from voxmesh import logging as vlogging
 from voxmesh import telemetry
 from voxmesh.config import ConfigError, ServerSettings, TelemetrySettings
+from voxmesh.metrics import Metrics
 from voxmesh.server import GrpcServer, ServiceSpec, serve
 
 SERVICE_NAME = "notifier.v1.NotifierService"
@@ -38,6 +41,9 @@ class NotifierApp:
     telegram: TelegramClient
     deliverer: Deliverer
     notifier: Notifier
+    metrics: NotifierMetrics
+    registry: CollectorRegistry
+    _depth: asyncio.Task[None] | None = None
 
     def specs(self) -> list[ServiceSpec]:
         servicer = NotifierService(self.notifier)
@@ -54,8 +60,13 @@ class NotifierApp:
         self.outbox.start_listener()
         if deliver:
             self.deliverer.start()
+        self._depth = asyncio.create_task(
+            refresh_depth(self.metrics, self.outbox.redis, self.settings.key_prefix)
+        )
 
     async def close(self, grace: float = 5.0) -> None:
+        if self._depth is not None:
+            self._depth.cancel()
         await self.deliverer.stop(grace)
         await self.outbox.close()
         await self.telegram.close()
@@ -77,7 +88,11 @@ def build(settings: NotifierSettings, *, default_timeout: float = 30.0) -> Notif
     )
     deliverer = Deliverer(outbox, telegram, settings)
     notifier = Notifier(outbox, telegram, settings, default_timeout=default_timeout)
-    return NotifierApp(settings, outbox, telegram, deliverer, notifier)
+    registry = CollectorRegistry()
+    metrics = NotifierMetrics(registry)
+    telegram.metrics = metrics
+    deliverer.metrics = metrics
+    return NotifierApp(settings, outbox, telegram, deliverer, notifier, metrics, registry)
 
 
 def create_server(
@@ -90,6 +105,7 @@ def create_server(
         server_settings,
         app.specs(),
         domain=DOMAIN,
+        metrics=Metrics("notifier", registry=app.registry),
         tracer_provider=tracer_provider,
         policy=CALLER_POLICY,
     )

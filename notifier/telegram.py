@@ -32,6 +32,8 @@ from aiogram.types import (
     ReplyParameters,
 )
 
+from notifier.metrics import NotifierMetrics
+
 T = TypeVar("T")
 
 NOT_MODIFIED = "message is not modified"
@@ -98,6 +100,7 @@ class TelegramClient:
         self._timeout = timeout
         session = AiohttpSession(api=TelegramAPIServer.from_base(api_base))
         self._bot = Bot(token, session=session)
+        self.metrics: NotifierMetrics | None = None
 
     def redact(self, text: str) -> str:
         return text.replace(self._token, "<bot-token>") if self._token else text
@@ -203,6 +206,8 @@ class TelegramClient:
         try:
             return await asyncio.wait_for(coro, self._timeout + 1.0)
         except TelegramRetryAfter as err:
+            if self.metrics is not None:
+                self.metrics.telegram_429.inc()
             raise Transient(self.redact(err.message), float(err.retry_after)) from None
         except TelegramForbiddenError as err:
             raise Permanent(self.redact(err.message), forbidden=True) from None
@@ -210,6 +215,8 @@ class TelegramClient:
             raise Permanent(self.redact(err.message), forbidden=False) from None
         except TelegramAPIError as err:
             # 5xx, 401, 409, network errors: nothing says the next try fails.
+            if self.metrics is not None:
+                self.metrics.telegram_failures.labels("transient").inc()
             raise Transient(self.redact(f"{type(err).__name__}: {err.message}")) from None
         except TimeoutError:
             raise Transient("timed out waiting for Telegram") from None
