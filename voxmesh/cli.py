@@ -175,7 +175,8 @@ async def _up(args: argparse.Namespace, state: pathlib.Path) -> int:
     for name in ("billing", "transcriber", "notifier"):
         addr = mesh.target(name)
         print(f"  {name:12} grpc://{addr}   (grpcurl -plaintext {addr} list)")
-    print(f"  {'gateway':12} http://{mesh.target('gateway')}/metrics")
+    for name in ("billing", "transcriber", "notifier", "gateway"):
+        print(f"  {name + ' metrics':20} {mesh.metrics_url(name)}")
     if mesh.emulator is not None:
         print(f"  Bot API emulator {mesh.emulator.base_url}")
     if mesh.collector is not None:

@@ -67,6 +67,7 @@ class Mesh:
         self.options = options
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.ports: dict[str, int] = {}
+        self.metrics_ports: dict[str, int] = {}
         self.env: dict[str, str] = {}
         self.database_url = ""
         self.redis_url = ""
@@ -78,6 +79,11 @@ class Mesh:
 
     def target(self, service: str) -> str:
         return f"127.0.0.1:{self.ports[service]}"
+
+    def metrics_url(self, service: str) -> str:
+        if service == "gateway":
+            return f"http://{self.target('gateway')}/metrics"
+        return f"http://127.0.0.1:{self.metrics_ports[service]}/metrics"
 
     async def start(self) -> None:
         opts = self.options
@@ -115,6 +121,8 @@ class Mesh:
 
         for name in ALL_SERVICES:
             self.ports[name] = free_port()
+        for name in GRPC_SERVICES:
+            self.metrics_ports[name] = free_port()
         self.env = {
             "DATABASE_URL": self.database_url,
             "REDIS_URL": self.redis_url,
@@ -128,6 +136,10 @@ class Mesh:
             "TRANSCRIBER_LISTEN_ADDR": self.target("transcriber"),
             "NOTIFIER_LISTEN_ADDR": self.target("notifier"),
             "GATEWAY_HTTP_ADDR": self.target("gateway"),
+            **{
+                f"{name.upper()}_METRICS_ADDR": f"127.0.0.1:{port}"
+                for name, port in self.metrics_ports.items()
+            },
             **opts.env,
         }
         for name in ALL_SERVICES:

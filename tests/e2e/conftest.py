@@ -9,6 +9,16 @@ import pytest_asyncio
 
 from voxmesh.devmesh import Mesh, MeshOptions
 
+# Trust auth ignores it, but the services see a DSN with a password, so the
+# suite can check that it never reaches a log line, a span or a metric.
+DB_PASSWORD = "e2e-Db-Passw0rd-9f3k"
+
+
+def with_password(dsn: str) -> str:
+    scheme, rest = dsn.split("://", 1)
+    userinfo, host = rest.split("@", 1)
+    return f"{scheme}://{userinfo.split(':')[0]}:{DB_PASSWORD}@{host}"
+
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def mesh(
@@ -19,7 +29,7 @@ async def mesh(
     m = Mesh(
         MeshOptions(
             state_dir=state,
-            database_url=postgres_dsn,
+            database_url=with_password(postgres_dsn),
             redis_url=redis_url,
             env={
                 "NOTIFIER_REDIS_PREFIX": prefix,

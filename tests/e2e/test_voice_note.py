@@ -8,9 +8,11 @@ import pathlib
 import subprocess
 import sys
 
+import aiohttp
 import pytest
 
 from billing.v1 import billing_pb2, billing_pb2_grpc
+from tests.e2e.conftest import DB_PASSWORD
 from tests.helpers import reference_text, wer
 from voxmesh.audiofiles import encode
 from voxmesh.channels import dial
@@ -139,11 +141,23 @@ async def test_voice_note_end_to_end(mesh: Mesh, shared_audio: pathlib.Path) -> 
         and "<redacted>" in json.dumps(sp.get("tags", {}))
         for sp in spans
     ), "no redacted Telegram HTTP call under a notifier delivery span"
-    # The bot token never reaches a span or a log line.
+    # Neither the bot token nor the database password reaches a span, a log or a metric.
     token = mesh.env["TELEGRAM_BOT_TOKEN"]
-    assert token not in json.dumps(collector.spans)
-    for name in SERVICES:
-        assert token not in mesh.log_text(name), f"bot token in the {name} log"
+    dumped = json.dumps(collector.spans)
+    for secret in (token, DB_PASSWORD):
+        assert secret not in dumped
+        for name in SERVICES:
+            assert secret not in mesh.log_text(name), f"a secret in the {name} log"
+    async with aiohttp.ClientSession() as http:
+        for name in SERVICES:
+            async with http.get(mesh.metrics_url(name)) as resp:
+                metrics_text = await resp.text()
+            assert resp.status == 200
+            assert token not in metrics_text and DB_PASSWORD not in metrics_text
+            # RED metrics on every gRPC server, as SREs' dashboards expect.
+            if name != "gateway":
+                assert f'service="{name}"' in metrics_text
+                assert "voxmesh_rpc_server_latency_seconds_bucket" in metrics_text
 
 
 async def test_cli_transcribe_prints_reference_text(mesh: Mesh, shared_audio: pathlib.Path) -> None:
