@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace.sampling import (
     SamplingResult,
     TraceIdRatioBased,
 )
-from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace import Link, SpanKind, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import Attributes
 
@@ -145,6 +145,20 @@ class ZipkinV2Encoder:
     def install(exporter: Any) -> None:
         encoder = exporter.encoder
         original = encoder._encode_span
+        extract = encoder._extract_tags_from_dict
+
+        def tags(span: Any) -> dict[str, str]:
+            # The resource (sdk version, instance id) and scope tags the stock
+            # encoder copies onto every span are the same for the whole
+            # process and double the bytes exported; localEndpoint already
+            # names the service. Keep the span's own attributes and status.
+            out: dict[str, str] = extract(span.attributes)
+            if span.status.status_code is StatusCode.ERROR:
+                out["otel.status_code"] = "ERROR"
+                out["error"] = span.status.description or "error"
+            return out
+
+        encoder._extract_tags_from_span = tags
 
         def encode(span: Any, local_endpoint: dict[str, Any]) -> dict[str, Any]:
             out: dict[str, Any] = original(span, local_endpoint)
