@@ -65,6 +65,30 @@ _PASS_THROUGH_CODES = {
 }
 
 
+Wrap = Callable[[Any], Any]
+
+
+def rewrap(handler: grpc.RpcMethodHandler, *, unary: Wrap, stream: Wrap) -> grpc.RpcMethodHandler:
+    """The same handler with its behaviour wrapped: ``unary`` for a single
+    response (an awaited coroutine), ``stream`` for a streamed one (an async
+    generator), whatever the request side is."""
+    if handler.response_streaming:
+        wrapped = stream(handler.unary_stream or handler.stream_stream)
+    else:
+        wrapped = unary(handler.unary_unary or handler.stream_unary)
+    factory = {
+        (False, False): grpc.unary_unary_rpc_method_handler,
+        (False, True): grpc.unary_stream_rpc_method_handler,
+        (True, False): grpc.stream_unary_rpc_method_handler,
+        (True, True): grpc.stream_stream_rpc_method_handler,
+    }[(handler.request_streaming, handler.response_streaming)]
+    return factory(
+        wrapped,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
 def level_for(code: grpc.StatusCode) -> int:
     if code in _ERROR_CODES:
         return logging.ERROR
@@ -99,22 +123,10 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or method.startswith(_PASSTHROUGH):
             return handler
         short = method.rsplit("/", 1)[-1]
-        if handler.response_streaming:
-            stream_behavior = handler.unary_stream or handler.stream_stream
-            wrapped: Any = self._wrap_stream(stream_behavior, method, short)
-        else:
-            unary_behavior = handler.unary_unary or handler.stream_unary
-            wrapped = self._wrap_unary(unary_behavior, method, short)
-        factory = {
-            (False, False): grpc.unary_unary_rpc_method_handler,
-            (False, True): grpc.unary_stream_rpc_method_handler,
-            (True, False): grpc.stream_unary_rpc_method_handler,
-            (True, True): grpc.stream_stream_rpc_method_handler,
-        }[(handler.request_streaming, handler.response_streaming)]
-        return factory(
-            wrapped,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
+        return rewrap(
+            handler,
+            unary=lambda behavior: self._wrap_unary(behavior, method, short),
+            stream=lambda behavior: self._wrap_stream(behavior, method, short),
         )
 
     def _budget(self, context: grpc.aio.ServicerContext) -> float:

@@ -25,6 +25,7 @@ import grpc
 
 from voxmesh.config import ConfigError, env_bool
 from voxmesh.errors import STATUS_DETAILS_KEY, PermissionDenied
+from voxmesh.interceptors import rewrap
 
 log = logging.getLogger(__name__)
 
@@ -128,47 +129,22 @@ def _guard(
             trailing_metadata=((STATUS_DETAILS_KEY, err.to_status(domain).SerializeToString()),),
         )
 
-    if handler.unary_unary is not None:
-        inner_uu: Any = handler.unary_unary
-
-        async def uu(request: object, context: grpc.aio.ServicerContext) -> object:
+    def unary(behavior: Any) -> Any:
+        async def call(request: object, context: grpc.aio.ServicerContext) -> object:
             await check(context)
-            return await inner_uu(request, context)
+            return await behavior(request, context)
 
-        return grpc.unary_unary_rpc_method_handler(
-            uu, handler.request_deserializer, handler.response_serializer
-        )
-    if handler.unary_stream is not None:
-        inner_us: Any = handler.unary_stream
+        return call
 
-        async def us(request: object, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    def stream(behavior: Any) -> Any:
+        async def call(request: object, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             await check(context)
-            async for item in inner_us(request, context):
+            async for item in behavior(request, context):
                 yield item
 
-        return grpc.unary_stream_rpc_method_handler(
-            us, handler.request_deserializer, handler.response_serializer
-        )
-    if handler.stream_unary is not None:
-        inner_su: Any = handler.stream_unary
+        return call
 
-        async def su(requests: object, context: grpc.aio.ServicerContext) -> object:
-            await check(context)
-            return await inner_su(requests, context)
-
-        return grpc.stream_unary_rpc_method_handler(
-            su, handler.request_deserializer, handler.response_serializer
-        )
-    inner_ss: Any = handler.stream_stream
-
-    async def ss(requests: object, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        await check(context)
-        async for item in inner_ss(requests, context):
-            yield item
-
-    return grpc.stream_stream_rpc_method_handler(
-        ss, handler.request_deserializer, handler.response_serializer
-    )
+    return rewrap(handler, unary=unary, stream=stream)
 
 
 def make_dev_pki(
