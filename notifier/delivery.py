@@ -126,8 +126,17 @@ class Deliverer:
         except RedisError as err:
             # The lease expires and the job is claimed again.
             log.warning("recording outcome of job %s failed: %s", job.id, type(err).__name__)
-        except Exception:
+        except Exception as err:
+            # A bug, not Telegram: retrying would jam the chat's queue forever.
+            # Bury the job (dead letters keep the reason) and let the chat move on.
             log.exception("delivering job %s failed", job.id)
+            with contextlib.suppress(RedisError):
+                await self._outbox.complete(
+                    job,
+                    "dead",
+                    _error("INTERNAL", "INTERNAL", "the message could not be sent"),
+                    reason=f"unexpected {type(err).__name__}",
+                )
         finally:
             self._slots.release()
 

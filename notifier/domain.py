@@ -216,8 +216,16 @@ class Notifier:
     ) -> int:
         _check_key(key)
         _check_chat(chat_id)
-        if not filename or len(filename) > 255 or "/" in filename:
-            raise invalid_field("filename", "filename must be 1 to 255 characters, no '/'")
+        if (
+            not filename
+            or len(filename) > 255
+            or "/" in filename
+            or any(ord(c) < 32 or ord(c) == 127 for c in filename)
+        ):
+            # Control characters cannot travel in a multipart header.
+            raise invalid_field(
+                "filename", "filename must be 1 to 255 characters, no '/' or control characters"
+            )
         if not content:
             raise invalid_field("content", "content is empty")
         if len(content) > MAX_DOCUMENT_BYTES:
@@ -267,8 +275,10 @@ class Notifier:
         time_left: float | None,
     ) -> None:
         _check_key(key)
-        if not callback_query_id:
-            raise invalid_field("callback_query_id", "callback_query_id is required")
+        if not callback_query_id or len(callback_query_id) > 128:
+            raise invalid_field(
+                "callback_query_id", "callback_query_id must be 1 to 128 characters"
+            )
         if len(text) > MAX_CALLBACK_TEXT:
             raise invalid_field("text", f"text is over {MAX_CALLBACK_TEXT} characters")
         # Not queued: a button press wants its answer now, and answers do not

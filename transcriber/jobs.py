@@ -70,17 +70,25 @@ class JobOutcome:
     formatted_text: str
 
 
+def _short(value: str, limit: int = 40) -> str:
+    return repr(value if len(value) <= limit else value[:limit] + "…")
+
+
 def validate(request: JobRequest, registry: ModelRegistry, config: TranscriberConfig) -> JobSpec:
     """Check every field before any work starts; raises BadRequest naming the field."""
     model = request.model or registry.default_name
-    if not registry.has(model):
-        raise BadRequest("model", f"unknown model {model!r}; ListModels lists them")
+    # Caller text is never echoed whole: a huge value would overflow the
+    # status trailers (gRPC caps metadata at 16 KiB) and lose the ErrorInfo.
+    if len(model) > 64 or not registry.has(model):
+        raise BadRequest("model", f"unknown model {_short(model)}; ListModels lists them")
     multilingual = registry.multilingual(model)
     language = request.language.strip().lower()
     if language in ("", "auto"):
         language = ""
-    elif language not in LANGUAGE_CODES:
-        raise BadRequest("language", f"{request.language!r} is not an ISO 639-1 code Whisper knows")
+    elif len(language) > 8 or language not in LANGUAGE_CODES:
+        raise BadRequest(
+            "language", f"{_short(request.language)} is not an ISO 639-1 code Whisper knows"
+        )
     if not multilingual and language not in ("", "en"):
         raise BadRequest("language", f"model {model!r} is English-only")
     if request.translate and not multilingual:

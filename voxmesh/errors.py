@@ -32,6 +32,10 @@ def reason_name(reason: int | str) -> str:
     return name
 
 
+def _cap(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class ServiceError(Exception):
     """A failure a caller should see as a specific gRPC status."""
 
@@ -53,12 +57,16 @@ class ServiceError(Exception):
         self.retry_after = retry_after
 
     def to_status(self, domain: str, trace_id: str | None = None) -> status_pb2.Status:
-        """Build the google.rpc.Status sent in the trailing metadata."""
+        """Build the google.rpc.Status sent in the trailing metadata.
+
+        Message and metadata are capped: gRPC refuses trailers over 16 KiB and
+        the caller would get neither the code nor the ErrorInfo.
+        """
         info = error_details_pb2.ErrorInfo(reason=self.reason, domain=domain)
-        info.metadata.update(self.metadata)
+        info.metadata.update({k[:64]: _cap(v, 256) for k, v in list(self.metadata.items())[:16]})
         if trace_id:
             info.metadata["trace_id"] = trace_id
-        status = status_pb2.Status(code=self.code.value[0], message=self.message)
+        status = status_pb2.Status(code=self.code.value[0], message=_cap(self.message, 1024))
         status.details.add().Pack(info)
         if self.retry_after is not None:
             delay = duration_pb2.Duration()

@@ -217,7 +217,7 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):
         status = err.to_status(self._domain, current_trace_id())
         await context.abort(
             err.code,
-            err.message,
+            status.message,  # capped, like the details
             trailing_metadata=((STATUS_DETAILS_KEY, status.SerializeToString()),),
         )
 

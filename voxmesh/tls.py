@@ -125,7 +125,7 @@ def _guard(
         )
         await context.abort(
             err.code,
-            err.message,
+            err.to_status(domain).message,
             trailing_metadata=((STATUS_DETAILS_KEY, err.to_status(domain).SerializeToString()),),
         )
 

@@ -346,12 +346,6 @@ async def _raw_list_models(t: Transcriber) -> Callable[..., Any]:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="transcriber bug: the INVALID_ARGUMENT message echoes the unknown model / language "
-    "(jobs.py validate), so a long one makes the status exceed gRPC's 16 KiB metadata limit: "
-    "the client gets RESOURCE_EXHAUSTED 'Stream removed' with no ErrorInfo",
-)
 @pytest.mark.parametrize("field", ["model", "language"])
 def test_huge_model_or_language_name(transcriber: Transcriber, field: str) -> None:
     config = pb.TranscriptionConfig(**{field: "é" * 70_000})
