@@ -7,7 +7,10 @@ to a baseline measured alongside:
 * one-shot faster-whisper (decode the whole file, transcribe) vs the same
   file streamed through Transcribe over a real socket, same model and settings;
 * 4 concurrent streams vs the same 4 one after another (throughput ratio);
-* time to the first segment, real-time factor, WER of both paths, peak RSS.
+* time to the first segment, real-time factor, WER of both paths, peak RSS;
+* live mode: 16 kHz PCM sent at real-time pace, time to the first segment,
+  and how many such streams at once still keep up with real time (each
+  stream's last final segment within a few seconds of the end of its audio).
 
 The input is real speech from ../shared/audio (the MIT licence grant from
 multilingual.mp3, JFK, the licence again: about 71 s), encoded as OGG/Opus
@@ -140,6 +143,74 @@ async def stream_once(
     return StreamRun(time.perf_counter() - start, first, " ".join(texts))
 
 
+@dataclass
+class LiveRun:
+    first_segment: float
+    #: Seconds from the last audio chunk sent to the Done message.
+    lag: float
+    text: str
+
+
+async def live_once(
+    stub: pb_grpc.TranscriberServiceAsyncStub, audio: npt.NDArray[np.float32], step: float = 0.2
+) -> LiveRun:
+    """Send 16 kHz s16le PCM at real-time pace, one chunk per ``step`` seconds."""
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+    size = int(step * SR) * 2
+    start = 0.0
+    sent_all = float("nan")
+
+    async def requests() -> AsyncIterator[pb.TranscribeRequest]:
+        nonlocal start, sent_all
+        yield pb.TranscribeRequest(
+            config=pb.TranscriptionConfig(
+                input_mode=pb.INPUT_MODE_LIVE_PCM, sample_rate_hz=SR, language="en"
+            )
+        )
+        start = time.perf_counter()
+        for n, i in enumerate(range(0, len(pcm), size)):
+            delay = start + (n + 1) * step - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            yield pb.TranscribeRequest(audio=pcm[i : i + size])
+        sent_all = time.perf_counter()
+
+    first = float("nan")
+    finals: dict[int, str] = {}
+    ended = float("nan")
+    async for response in stub.Transcribe(requests(), timeout=audio.size / SR + 300):
+        kind = response.WhichOneof("event")
+        if kind == "segment":
+            if first != first:  # nan: nothing yet
+                first = time.perf_counter() - start
+            if response.segment.final:
+                finals[response.segment.segment_id] = response.segment.text
+        elif kind == "done":
+            ended = time.perf_counter()
+    text = "".join(finals[i] for i in sorted(finals))
+    return LiveRun(first, ended - sent_all, text)
+
+
+async def live_capacity(
+    stub: pb_grpc.TranscriberServiceAsyncStub,
+    audio: npt.NDArray[np.float32],
+    counts: list[int],
+    max_lag: float,
+) -> tuple[int, list[str]]:
+    """The most concurrent real-time streams whose results all end within max_lag of the audio."""
+    best = 0
+    notes: list[str] = []
+    for n in counts:
+        runs = await asyncio.gather(*(live_once(stub, audio) for _ in range(n)))
+        worst = max(r.lag for r in runs)
+        ok = worst <= max_lag
+        notes.append(f"{n}: worst lag {worst:.1f} s{'' if ok else ' (falls behind)'}")
+        if not ok:
+            break
+        best = n
+    return best, notes
+
+
 async def bench(args: argparse.Namespace) -> list[tuple[str, str]]:
     from faster_whisper import decode_audio
 
@@ -196,6 +267,14 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, str]]:
             start = time.perf_counter()
             runs = await asyncio.gather(*(stream_once(stub, data, args.beam) for _ in range(n)))
             concurrent = time.perf_counter() - start
+            live_audio, live_reference = live_corpus(args.live_seconds)
+            live = await live_once(stub, live_audio) if args.live_seconds else None
+            counts = [int(c) for c in args.live_streams.split(",") if c.strip()]
+            sustained, live_notes = (
+                await live_capacity(stub, live_audio, counts, args.max_lag)
+                if args.live_seconds and counts
+                else (0, [])
+            )
     finally:
         await app.stop(0)
 
@@ -218,9 +297,53 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, str]]:
             "first segment, concurrent (median)",
             f"{float(np.median([r.first_segment for r in runs])):.2f} s",
         ),
-        ("peak RSS", f"{peak_rss_mib():.0f} MiB"),
     ]
+    if live is not None:
+        live_seconds = live_audio.size / SR
+        rows += [
+            (
+                f"live: time to first segment ({live_seconds:.0f} s PCM at real time)",
+                f"{live.first_segment:.2f} s  (goal < {0.1 * live_seconds + 3:.1f} s)",
+            ),
+            ("live: final lag after the audio ends", f"{live.lag:.2f} s"),
+            ("live: WER", f"{wer(live_reference, live.text):.3f}"),
+        ]
+    if live_notes:
+        rows += [
+            (
+                f"live streams sustained at real time (lag <= {args.max_lag:.0f} s)",
+                f"{sustained}  ({'; '.join(live_notes)})",
+            ),
+        ]
+    rows.append(("peak RSS", f"{peak_rss_mib():.0f} MiB"))
     return rows
+
+
+def live_corpus(seconds: float) -> tuple[npt.NDArray[np.float32], str]:
+    """About ``seconds`` of English for live mode: whole sentences of the corpus, in order."""
+    import json
+
+    from faster_whisper import decode_audio
+
+    audio_dir = shared_audio()
+    jfk_text = json.loads((audio_dir / "transcripts.json").read_text())["jfk.flac"]["text"]
+    jfk = decode_audio(str(audio_dir / "jfk.flac"))
+    mit = decode_audio(str(audio_dir / "multilingual.mp3"))[: int(29.5 * SR)]
+    gap = np.zeros(SR // 2, np.float32)
+    pieces = [(mit, MIT_GRANT), (jfk, jfk_text)]
+    parts: list[npt.NDArray[np.float32]] = []
+    texts: list[str] = []
+    total = 0.0
+    i = 0
+    while total < seconds - 5:
+        clip, text = pieces[i % 2]
+        parts += [clip, gap]
+        texts.append(text)
+        total += (clip.size + gap.size) / SR
+        i += 1
+    if not parts:
+        return np.zeros(0, np.float32), ""
+    return np.concatenate(parts).astype(np.float32), " ".join(texts)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -232,6 +355,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--streams", type=int, default=4)
     parser.add_argument("--max-active", type=int, default=0, help="0: the server default")
     parser.add_argument("--cpu-threads", type=int, default=None, help="default: the server's")
+    parser.add_argument(
+        "--live-seconds", type=float, default=30.0, help="live clip length (0: skip live mode)"
+    )
+    parser.add_argument(
+        "--live-streams", default="1,2,4,6", help="concurrent live streams to try, in order"
+    )
+    parser.add_argument(
+        "--max-lag", type=float, default=5.0, help="seconds after its audio a live stream may end"
+    )
     args = parser.parse_args(argv)
     rows = asyncio.run(bench(args))
     width = max(len(k) for k, _ in rows)
