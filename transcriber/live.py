@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import string
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
@@ -109,7 +110,7 @@ class LiveTranscriber:
         self._keep_words = options.word_timestamps
         self._emit = emit
         self._cancel = cancel
-        self._min_chunk = int(min_chunk_seconds * SAMPLE_RATE)
+        self._min_chunk = self._base_chunk = int(min_chunk_seconds * SAMPLE_RATE)
         self._max_buffer = buffer_seconds
         self._counters = counters or WorkCounters()
         self._audio = np.zeros(0, dtype=np.float32)
@@ -131,7 +132,15 @@ class LiveTranscriber:
             if pending_samples >= self._min_chunk:
                 self._audio = np.concatenate([self._audio, *pending])
                 pending, pending_samples = [], 0
+                started = time.monotonic()
                 self._step()
+                # A pass that took longer than the audio it added means this
+                # stream (or the machine) is behind: take bigger steps until it
+                # catches up, instead of re-reading the buffer every second.
+                took = time.monotonic() - started
+                self._min_chunk = min(
+                    max(self._base_chunk, int(took * 1.25 * SAMPLE_RATE)), 5 * SAMPLE_RATE
+                )
         if pending:
             self._audio = np.concatenate([self._audio, *pending])
             self._step()
