@@ -103,6 +103,15 @@ class Hold:
 
 
 @dataclass(frozen=True)
+class StaleJob:
+    """A pending hold older than a threshold: a job its gateway may have abandoned."""
+
+    hold: Hold
+    create_time: datetime
+    language_code: str
+
+
+@dataclass(frozen=True)
 class HoldResult:
     """A hold after a money call, with the owner's spendable balance."""
 

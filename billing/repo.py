@@ -47,6 +47,7 @@ from billing.domain import (
     IdempotencyKey,
     Job,
     Role,
+    StaleJob,
     Stats,
     Transaction,
     TransactionResult,
@@ -118,6 +119,10 @@ class BillingStore(Protocol):
     async def stats(self, actor_user_id: int) -> Stats: ...
     async def snapshot(self) -> Stats: ...
 
+    async def list_stale_jobs(
+        self, older_than_seconds: int, after: tuple[dt.datetime, uuid.UUID] | None, limit: int
+    ) -> list[StaleJob]: ...
+
     async def expire_holds(self, batch_size: int) -> int: ...
 
     async def prune_idempotency_keys(self, ttl_hours: int, batch_size: int) -> int: ...
@@ -136,6 +141,11 @@ _UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.TooManyConnectionsError,
     asyncpg.QueryCanceledError,  # statement_timeout / command_timeout
     asyncpg.InterfaceError,  # "connection is closed", pool closing
+    # A server that goes away in the middle of COMMIT can leave asyncpg's
+    # protocol mid-operation ("cannot switch to state 15; another operation
+    # is in progress"): the outcome is unknown, so it is a retry with the
+    # same key, like any lost connection (found by tests/faults).
+    asyncpg.InternalClientError,
     OSError,  # refused, reset, unreachable
     TimeoutError,  # connect or pool acquire timeout
 )
@@ -570,6 +580,20 @@ class PgBillingStore:
         """The totals behind the billing metrics (no caller check: not exposed as an RPC)."""
         async with self._pool.acquire() as conn:
             return _stats(await conn.fetchrow(sql.SQL_STATS))
+
+    @_db_call
+    async def list_stale_jobs(
+        self, older_than_seconds: int, after: tuple[dt.datetime, uuid.UUID] | None, limit: int
+    ) -> list[StaleJob]:
+        """Pending holds placed more than ``older_than_seconds`` ago, oldest first."""
+        after_time, after_hold = after if after is not None else (None, None)
+        rows = await self._pool.fetch(
+            sql.SQL_STALE_JOBS, float(older_than_seconds), after_time, after_hold, limit
+        )
+        return [
+            StaleJob(hold=_hold(r), create_time=r["create_time"], language_code=r["language_code"])
+            for r in rows
+        ]
 
     # -- housekeeping ---------------------------------------------------------------
 

@@ -41,6 +41,8 @@ CALLER_POLICY = {
     "SetRole": _MONEY,
     "Grant": _MONEY,
     "Stats": _MONEY,
+    # Lists other users' jobs: only for the gateway's reconciler and admin tooling.
+    "ListStaleJobs": _MONEY,
 }
 DEFAULT_LISTEN = "127.0.0.1:50051"
 

@@ -6,6 +6,7 @@ and become gRPC statuses in the runtime's interceptor.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from datetime import datetime
 
@@ -29,6 +30,8 @@ from billing.v1 import billing_pb2 as pb
 from billing.v1 import billing_pb2_grpc
 
 log = logging.getLogger(__name__)
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["BillingService"].full_name
 
@@ -242,4 +245,32 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
             credits_held=s.credits_held,
             credits_captured=s.credits_captured,
             credits_topped_up=s.credits_topped_up,
+        )
+
+    async def ListStaleJobs(
+        self, request: pb.ListStaleJobsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListStaleJobsResponse:
+        older_than, size, cursor = validation.list_stale_jobs(request)
+        after = None
+        if cursor is not None:
+            micros, hold_id = cursor
+            after = (_EPOCH + dt.timedelta(microseconds=micros), hold_id)
+        # One extra row says whether a newer page exists.
+        rows = await self._store.list_stale_jobs(older_than, after, size + 1)
+        page = rows[:size]
+        token = ""
+        if len(rows) > size:
+            last = page[-1]
+            micros = (last.create_time - _EPOCH) // dt.timedelta(microseconds=1)
+            token = validation.encode_stale_token(micros, last.hold.hold_id)
+        return pb.ListStaleJobsResponse(
+            jobs=[
+                pb.StaleJob(
+                    hold=hold_to_proto(job.hold),
+                    create_time=_timestamp(job.create_time),
+                    language_code=job.language_code,
+                )
+                for job in page
+            ],
+            next_page_token=token,
         )

@@ -271,6 +271,27 @@ LIMIT $1
 FOR UPDATE SKIP LOCKED
 """
 
+# Pending holds placed before now() - $1 seconds, oldest first, after the
+# cursor ($2 create time, $3 hold id; NULLs: from the start), with their job
+# and the owner's language. No index of its own: holds_pending_expire_time_idx
+# is partial on state = 'pending', so scanning it visits only the live holds
+# (a few per active user, never the history); they are then filtered and
+# sorted by create_time in memory.
+SQL_STALE_JOBS = """
+SELECT h.hold_id, h.user_id, h.amount_credits, h.captured_credits, h.refunded_credits,
+       h.state, h.expire_time, h.create_time,
+       j.chat_id, j.message_id, j.file_id, j.duration_seconds, j.trace_id,
+       u.language_code
+FROM holds h
+JOIN jobs j ON j.hold_id = h.hold_id
+JOIN users u ON u.user_id = h.user_id
+WHERE h.state = 'pending'
+  AND h.create_time < now() - make_interval(secs => $1)
+  AND ($2::timestamptz IS NULL OR (h.create_time, h.hold_id) > ($2, $3::uuid))
+ORDER BY h.create_time, h.hold_id
+LIMIT $4
+"""
+
 SQL_PRUNE_KEYS = """
 WITH doomed AS (
     SELECT method, key FROM idempotency_keys

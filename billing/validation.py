@@ -33,6 +33,9 @@ MAX_PAGE_SIZE = 100
 
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _PAGE_TOKEN = struct.Struct(">qq")
+# ListStaleJobs cursor: (create_time in microseconds since the epoch, hold id).
+_STALE_TOKEN = struct.Struct(">q16s")
+MAX_STALE_AGE_SECONDS = 7 * 86400
 
 _ROLES = {
     pb.ROLE_USER: Role.USER,
@@ -219,6 +222,34 @@ def decode_page_token(token: str, user_id: int) -> int:
     if owner != user_id or before <= 0:
         raise invalid_field("page_token", "page_token belongs to another listing")
     return int(before)
+
+
+def list_stale_jobs(
+    req: pb.ListStaleJobsRequest,
+) -> tuple[int, int, tuple[int, uuid.UUID] | None]:
+    """(age in seconds, page size, cursor after which to list or None)."""
+    if not 1 <= req.older_than_seconds <= MAX_STALE_AGE_SECONDS:
+        raise invalid_field(
+            "older_than_seconds", f"older_than_seconds must be 1 to {MAX_STALE_AGE_SECONDS}"
+        )
+    if req.page_size < 0 or req.page_size > MAX_PAGE_SIZE:
+        raise invalid_field("page_size", f"page_size must be 0 to {MAX_PAGE_SIZE}")
+    after = decode_stale_token(req.page_token) if req.page_token else None
+    return req.older_than_seconds, req.page_size or DEFAULT_PAGE_SIZE, after
+
+
+def encode_stale_token(create_micros: int, hold_id: uuid.UUID) -> str:
+    raw = _STALE_TOKEN.pack(create_micros, hold_id.bytes)
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_stale_token(token: str) -> tuple[int, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        micros, hold = _STALE_TOKEN.unpack(raw)
+    except (binascii.Error, struct.error, ValueError):
+        raise invalid_field("page_token", "page_token is not a token from this API") from None
+    return int(micros), uuid.UUID(bytes=hold)
 
 
 def role_to_proto(role: Role) -> pb.Role:

@@ -5,7 +5,10 @@ Long polling by default; ``GATEWAY_MODE=webhook`` serves Telegram's POSTs at
 ``/readyz`` and ``/metrics`` on GATEWAY_HTTP_ADDR. SIGTERM: ``/readyz``
 turns 503, no new updates are taken, jobs in flight get
 GATEWAY_GRACE_SECONDS to finish; what is still running then is cancelled,
-which releases its hold and tells the user.
+which releases its hold and tells the user. While Redis is down no updates
+are taken and ``/readyz`` is 503 (:mod:`gateway.redis_health`). Every
+replica runs the reconciler (:mod:`gateway.reconciler`), which finishes or
+refunds the jobs of a gateway that died mid-way.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ from gateway.middlewares import (
 )
 from gateway.pipeline import Pipeline
 from gateway.prefs import Prefs, RedisPrefs
+from gateway.reconciler import JobRegistry, Reconciler
+from gateway.redis_health import PauseUpdates, RedisHealth
 from gateway.telegram_files import TelegramFiles
 from voxmesh import logging as vlogging
 from voxmesh import telemetry
@@ -116,6 +121,8 @@ def build_dispatcher(
     guards: Guards,
     settings: GatewaySettings,
     registry: CollectorRegistry,
+    jobs: JobRegistry | None = None,
+    health: RedisHealth | None = None,
 ) -> tuple[Dispatcher, InFlight]:
     dp = Dispatcher()
     updates = Counter(
@@ -144,7 +151,7 @@ def build_dispatcher(
     dp.update.outer_middleware(in_flight)
     dp.update.outer_middleware(TracingMiddleware(webhook=settings.mode == "webhook"))
     dp.update.outer_middleware(UserOrderMiddleware())
-    dp.update.outer_middleware(DedupeMiddleware(guards.dedupe, duplicates))
+    dp.update.outer_middleware(DedupeMiddleware(guards.dedupe, duplicates, health))
     dp.update.outer_middleware(_Count())
     dp.update.outer_middleware(UserMiddleware(services))
     # Inner: counts only what some handler takes, never a group's chatter.
@@ -155,6 +162,7 @@ def build_dispatcher(
     dp["pipeline"] = pipeline
     dp["prefs"] = prefs
     dp["lanes"] = lanes
+    dp["registry"] = jobs
     dp["settings"] = settings
     dp.include_routers(*routers())
     return dp, in_flight
@@ -169,6 +177,12 @@ class Readiness(enum.Enum):
 @dataclass
 class State:
     readiness: Readiness = Readiness.STARTING
+    # Taking no updates while Redis is down (see gateway.redis_health).
+    health: RedisHealth | None = None
+
+    @property
+    def redis_down(self) -> bool:
+        return self.health is not None and not self.health.up
 
 
 def http_app(registry: CollectorRegistry, state: State) -> web.Application:
@@ -176,6 +190,8 @@ def http_app(registry: CollectorRegistry, state: State) -> web.Application:
         return web.Response(text="ok")
 
     async def readyz(_: web.Request) -> web.Response:
+        if state.readiness is Readiness.READY and state.redis_down:
+            return web.Response(text="redis unavailable", status=503)
         ready = state.readiness is Readiness.READY
         return web.Response(text=state.readiness.value, status=200 if ready else 503)
 
@@ -200,6 +216,9 @@ class WebhookHandler(SimpleRequestHandler):
     async def handle(self, request: web.Request) -> web.Response:
         if self._state.readiness is Readiness.DRAINING:
             return web.Response(status=503, text="draining")
+        if self._state.redis_down:
+            # Telegram delivers it again later, once Redis is back.
+            return web.Response(status=503, text="redis unavailable")
         return await super().handle(request)
 
     async def close(self) -> None:
@@ -216,7 +235,21 @@ async def set_commands(bot: Bot) -> None:
         )
 
 
-async def run(settings: GatewaySettings) -> None:
+@dataclass
+class Parts:
+    """Everything run() wires together, built before anything connects."""
+
+    registry: CollectorRegistry
+    services: Services
+    redis: Redis
+    health: RedisHealth
+    bot: Bot
+    reconciler: Reconciler
+    dp: Dispatcher
+    in_flight: InFlight
+
+
+def build(settings: GatewaySettings) -> Parts:
     registry = CollectorRegistry()
     services = Services.connect(
         settings.billing_target,
@@ -226,7 +259,9 @@ async def run(settings: GatewaySettings) -> None:
     )
     redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     prefix = settings.key_prefix
+    health = RedisHealth(redis)
     bot = make_bot(settings)
+    bot.session.middleware(PauseUpdates(health))
     pipeline = Pipeline(
         services,
         TelegramFiles(bot, limit=settings.download_limit),
@@ -236,19 +271,40 @@ async def run(settings: GatewaySettings) -> None:
         edit_interval_seconds=settings.edit_interval_seconds,
         text_document_threshold=settings.text_document_threshold,
     )
+    prefs = RedisPrefs(redis, prefix)
+    lanes = JobLanes(redis, prefix, max_queued=settings.max_queued_jobs)
+    jobs = JobRegistry(redis, prefix, owner_ttl_seconds=settings.job_owner_ttl_seconds)
+    reconciler = Reconciler(
+        services,
+        pipeline,
+        jobs,
+        lanes,
+        prefs,
+        interval_seconds=settings.reconcile_interval_seconds,
+        after_seconds=settings.reconcile_after_seconds,
+    )
     dp, in_flight = build_dispatcher(
         services=services,
         pipeline=pipeline,
-        prefs=RedisPrefs(redis, prefix),
-        lanes=JobLanes(redis, prefix, max_queued=settings.max_queued_jobs),
+        prefs=prefs,
+        lanes=lanes,
         guards=Guards(
             limiter=RateLimiter(redis, prefix, limit=settings.rate_limit_per_minute),
             dedupe=UpdateDedupe(redis, prefix, ttl_seconds=settings.dedupe_ttl_seconds),
         ),
         settings=settings,
         registry=registry,
+        jobs=jobs,
+        health=health,
     )
-    state = State()
+    return Parts(registry, services, redis, health, bot, reconciler, dp, in_flight)
+
+
+async def run(settings: GatewaySettings) -> None:
+    parts = build(settings)
+    registry, services, redis, health = parts.registry, parts.services, parts.redis, parts.health
+    bot, reconciler, dp, in_flight = parts.bot, parts.reconciler, parts.dp, parts.in_flight
+    state = State(health=health)
     app = http_app(registry, state)
     webhook = settings.mode == "webhook"
     if webhook:
@@ -285,6 +341,8 @@ async def run(settings: GatewaySettings) -> None:
             )
         )
         log.info("gateway polling %s", telemetry.redact(settings.api_base))
+    health.start()
+    reconciler.start()
     state.readiness = Readiness.READY
     waits: set[asyncio.Task[Any]] = {asyncio.create_task(stop.wait())}
     if polling is not None:
@@ -294,7 +352,10 @@ async def run(settings: GatewaySettings) -> None:
     log.info("gateway draining (grace %.0fs)", settings.grace_seconds)
     if polling is not None and not polling.done():
         await dp.stop_polling()
-    await in_flight.drain(settings.grace_seconds)
+    await asyncio.gather(
+        in_flight.drain(settings.grace_seconds), reconciler.stop(settings.grace_seconds)
+    )
+    await health.stop()
     if polling is not None:
         with contextlib.suppress(Exception):
             await polling

@@ -84,6 +84,13 @@ class GatewaySettings:
         StarsPackage(100, 1000),
         StarsPackage(250, 2500),
     )
+    # The reconciler looks for abandoned jobs this often...
+    reconcile_interval_seconds: float = 30.0
+    # ...among holds pending for at least this long (a floor: a job whose
+    # runner is alive is never touched, however old; see gateway.reconciler).
+    reconcile_after_seconds: float = 120.0
+    # A job's runner renews its claim on it within this; a dead one's lapses.
+    job_owner_ttl_seconds: float = 15.0
     # Mutual TLS to the services (VOXMESH_TLS_*): the gateway's certificate is
     # what billing and the notifier authorise money moves and messages by.
     tls: TlsSettings | None = None
@@ -127,6 +134,15 @@ class GatewaySettings:
             packages=parse_packages(
                 "GATEWAY_STARS_PACKAGES",
                 env.get("GATEWAY_STARS_PACKAGES", "").strip() or "50:500,100:1000,250:2500",
+            ),
+            reconcile_interval_seconds=env_float(
+                env, "GATEWAY_RECONCILE_INTERVAL_SECONDS", 30.0, min=0.1, max=3600
+            ),
+            reconcile_after_seconds=env_float(
+                env, "GATEWAY_RECONCILE_AFTER_SECONDS", 120.0, min=1, max=86400
+            ),
+            job_owner_ttl_seconds=env_float(
+                env, "GATEWAY_JOB_OWNER_TTL_SECONDS", 15.0, min=1, max=3600
             ),
             tls=TlsSettings.from_env(env),
         )

@@ -73,7 +73,10 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "en": "Too many messages; please wait a minute.",
         "ru": "Слишком много сообщений; подождите минуту.",
     },
-    "no_speech": {"en": "No speech found in this recording.", "ru": "В записи не найдено речи."},
+    "no_speech": {
+        "en": "No speech found in this recording. Nothing was charged. Reference: {ref}",
+        "ru": "В записи не найдено речи. Ничего не списано. Код: {ref}",
+    },
     "no_funds": {
         "en": "Not enough credits: this recording costs {price}, you have {balance}. "
         "Top up with /buy.",

@@ -21,6 +21,7 @@ from billing.v1 import billing_pb2
 from gateway.clients import Services
 from gateway.i18n import lang_of, t
 from gateway.limits import RateLimiter, UpdateDedupe
+from gateway.redis_health import REDIS_DOWN_ERRORS, RedisHealth
 from gateway.replies import answer_callback, reply
 from voxmesh.telemetry import current_trace_id
 
@@ -113,15 +114,35 @@ class UserOrderMiddleware(BaseMiddleware):
 
 
 class DedupeMiddleware(BaseMiddleware):
-    """Drops an update whose update_id was already seen (webhook re-delivery)."""
+    """Drops an update whose update_id was already seen (webhook re-delivery).
 
-    def __init__(self, dedupe: UpdateDedupe, duplicates: Counter) -> None:
+    It is an update's first use of Redis: with ``health``, an update that
+    finds Redis down waits here for it to return (nothing was done for it
+    yet), instead of failing where not even the user can be told.
+    """
+
+    def __init__(
+        self, dedupe: UpdateDedupe, duplicates: Counter, health: RedisHealth | None = None
+    ) -> None:
         self._dedupe = dedupe
         self._duplicates = duplicates
+        self._health = health
+
+    async def _first_time(self, update_id: int) -> bool:
+        health = self._health
+        while True:
+            if health is not None:
+                await health.wait_up()
+            try:
+                return await self._dedupe.first_time(update_id)
+            except REDIS_DOWN_ERRORS:
+                if health is None:
+                    raise
+                health.trip()
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         assert isinstance(event, Update)
-        if not await self._dedupe.first_time(event.update_id):
+        if not await self._first_time(event.update_id):
             self._duplicates.inc()
             trace.get_current_span().set_attribute("telegram.duplicate", True)
             return None

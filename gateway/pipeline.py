@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -102,7 +102,14 @@ class Outcome:
     captured_credits: int = 0
     trace_id: str = ""
     segments: list[str] = field(default_factory=list)
+    # False when the job's hold may still be pending (billing could not be
+    # reached to capture or release it): the job is not over for the reconciler.
+    settled: bool = True
 
+
+# What releasing a hold, charging for delivered text or telling the user
+# how a job ended may take, on top of the job's own deadline.
+CLEANUP_SECONDS = 10.0
 
 # Unknown durations (documents) are reserved as this long; the capture is
 # at the real duration, never above the hold.
@@ -133,10 +140,29 @@ class Pipeline:
         seconds = media.duration or UNKNOWN_DURATION_SECONDS
         return self.job_base_seconds + seconds * self.job_seconds_per_audio_second
 
-    async def run(self, job: Job, stop: asyncio.Event | None = None) -> Outcome:
-        """Do the job; ``stop`` set by /cancel ends it early with the hold released."""
-        with deadline.bound(self.job_timeout(job.media)):
-            return await self._run(job, stop or asyncio.Event())
+    async def run(
+        self,
+        job: Job,
+        stop: asyncio.Event | None = None,
+        *,
+        hold: billing_pb2.Hold | None = None,
+    ) -> Outcome:
+        """Do the job; ``stop`` set by /cancel ends it early with the hold released.
+
+        ``hold``: resume a job whose hold was already placed (the reconciler
+        finishing what a crashed gateway started); nothing is reserved again.
+        The job's deadline bounds its work only: giving the money back and
+        telling the user run after it, on a budget of their own, so a job
+        that ran out of time still ends with its hold released and a word.
+        """
+        end = time.monotonic() + self.job_timeout(job.media)
+        return await self._run(job, stop or asyncio.Event(), end, hold)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _until(end: float) -> Iterator[None]:
+        with deadline.bound(max(0.0, end - time.monotonic())):
+            yield
 
     async def send(self, job: Job, key: str, text: str, *, reply: bool = True) -> int:
         """A new message about ``job``, replying to its note."""
@@ -169,29 +195,29 @@ class Pipeline:
             return job.status_message_id
         return await self.send(job, key, text)
 
-    async def _run(self, job: Job, stop: asyncio.Event) -> Outcome:
+    async def _run(
+        self, job: Job, stop: asyncio.Event, end: float, resumed: billing_pb2.Hold | None
+    ) -> Outcome:
         trace_id = current_trace_id()
-        media = job.media
-        if media.file_size > self.download_limit:
-            await self._say(
-                job, "too_big", t(job.lang, "too_big", limit_mb=self.download_limit >> 20)
-            )
-            return Outcome("too_big", trace_id=trace_id)
-        reserved = await self._reserve(job, trace_id)
-        if isinstance(reserved, Outcome):
-            return reserved
-        hold = reserved
+        hold = resumed
+        if hold is None:
+            with self._until(end):
+                reserved = await self._start(job, trace_id)
+            if isinstance(reserved, Outcome):
+                return reserved
+            hold = reserved
         placeholder = 0
         try:
-            placeholder = await self._say(job, "placeholder", t(job.lang, "transcribing"))
-            if stop.is_set():
-                raise JobCancelledError()
-            segments, done = await self._transcribe(job, placeholder, stop)
+            with self._until(end):
+                placeholder = await self._say(job, "placeholder", t(job.lang, "transcribing"))
+                if stop.is_set():
+                    raise JobCancelledError()
+                segments, done = await self._transcribe(job, placeholder, stop)
         except JobCancelledError:
-            await self._release(hold.hold_id, "cancelled by the user")
+            settled = await self._release(hold.hold_id, "cancelled by the user")
             await self._tell(job, placeholder, t(job.lang, "cancelled"))
             log.info("job %s cancelled by the user", job.key("job"))
-            return Outcome("cancelled", trace_id=trace_id)
+            return Outcome("cancelled", trace_id=trace_id, settled=settled)
         except asyncio.CancelledError:
             # Shutdown past the grace period: give the money back, say so.
             await self._release(hold.hold_id, "gateway shutting down")
@@ -203,45 +229,75 @@ class Pipeline:
                 )
             raise
         except Exception as exc:  # noqa: BLE001 - whatever failed, the hold goes back
-            await self._release(hold.hold_id, f"transcription failed: {type(exc).__name__}")
+            settled = await self._release(
+                hold.hold_id, f"transcription failed: {type(exc).__name__}"
+            )
             await self._tell_failure(job, placeholder, exc, trace_id)
             log.warning("job %s failed: %s", job.key("job"), type(exc).__name__)
-            return Outcome("failed", trace_id=trace_id)
+            return Outcome("failed", trace_id=trace_id, settled=settled)
         text = " ".join(s.strip() for s in segments if s.strip())
         formatted = done.formatted_text.strip() or text
+        if not formatted:
+            return await self._no_speech(job, placeholder, hold, trace_id)
         try:
-            price = await self.services.billing.Quote(
-                billing_pb2.QuoteRequest(
-                    duration_seconds=max(1, round(done.audio_duration_seconds))
+            with self._until(end):
+                price = await self.services.billing.Quote(
+                    billing_pb2.QuoteRequest(
+                        duration_seconds=max(1, round(done.audio_duration_seconds))
+                    )
                 )
-            )
-            amount = min(price.amount_credits, hold.amount_credits)
-            if not formatted:
-                await self._edit(job, "final", placeholder, t(job.lang, "no_speech"))
-            else:
+                amount = min(price.amount_credits, hold.amount_credits)
                 await self._deliver(job, placeholder, formatted)
         except Exception as exc:  # noqa: BLE001 - no text delivered, no charge
-            await self._release(hold.hold_id, f"delivery failed: {type(exc).__name__}")
+            settled = await self._release(hold.hold_id, f"delivery failed: {type(exc).__name__}")
             await self._tell_failure(job, placeholder, exc, trace_id)
             log.warning("job %s not delivered: %s", job.key("job"), type(exc).__name__)
-            return Outcome("failed", trace_id=trace_id)
+            return Outcome("failed", trace_id=trace_id, settled=settled)
         try:
+            # The text is out: charging for it must not lose to the job's clock.
             await self.services.billing.Capture(
                 billing_pb2.CaptureRequest(
                     idempotency_key=job.key("capture"), hold_id=hold.hold_id, amount_credits=amount
-                )
+                ),
+                timeout=CLEANUP_SECONDS,
             )
         except grpc.aio.AioRpcError as exc:
-            # The user has the text; the hold expires and the reaper returns it.
+            # The user has the text; the hold stays pending: the reconciler
+            # drives the job again (its final text and its capture are keyed,
+            # so that charges once), or at its expiry the reaper returns it.
             log.error("capture of hold %s failed (%s)", hold.hold_id, exc.code())
             amount = 0
+            settled = False
+        else:
+            settled = True
         return Outcome(
-            "done" if formatted else "no_speech",
+            "done",
             text=formatted,
             captured_credits=amount,
             trace_id=trace_id,
             segments=segments,
+            settled=settled,
         )
+
+    async def _no_speech(
+        self, job: Job, placeholder: int, hold: billing_pb2.Hold, trace_id: str
+    ) -> Outcome:
+        """Nothing to read (silence, a sliver of audio): tell the user, charge nothing."""
+        settled = await self._release(hold.hold_id, "no speech")
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            await self._edit(
+                job, "final", placeholder, t(job.lang, "no_speech", ref=trace_id or "-")
+            )
+        return Outcome("no_speech", trace_id=trace_id, settled=settled)
+
+    async def _start(self, job: Job, trace_id: str) -> billing_pb2.Hold | Outcome:
+        """The job's hold; an Outcome when it cannot start (and the user was told)."""
+        if job.media.file_size > self.download_limit:
+            await self._say(
+                job, "too_big", t(job.lang, "too_big", limit_mb=self.download_limit >> 20)
+            )
+            return Outcome("too_big", trace_id=trace_id)
+        return await self._reserve(job, trace_id)
 
     async def _reserve(self, job: Job, trace_id: str) -> billing_pb2.Hold | Outcome:
         """Hold the price of the note; an Outcome when the user cannot pay (and was told)."""
@@ -282,30 +338,53 @@ class Pipeline:
             raise
         return reserved.hold
 
-    async def _release(self, hold_id: str, reason: str) -> None:
+    async def give_up(self, job: Job, hold_id: str, exc: BaseException) -> bool:
+        """Release ``job``'s hold and tell the user it failed (the reconciler's last
+        resort); False if billing could not be reached (the hold is still pending)."""
+        try:
+            await self.services.billing.Release(
+                billing_pb2.ReleaseRequest(
+                    idempotency_key=f"release:{hold_id}",
+                    hold_id=hold_id,
+                    reason=f"abandoned: {exc}"[:256],
+                ),
+                timeout=CLEANUP_SECONDS,
+            )
+        except grpc.aio.AioRpcError as err:
+            if error_details(err).reason == "HOLD_NOT_PENDING":
+                return True  # settled meanwhile: whoever did it also told the user
+            log.error("release of abandoned hold %s failed (%s)", hold_id, err.code())
+            return False
+        await self._tell_failure(job, 0, exc, current_trace_id())
+        return True
+
+    async def _release(self, hold_id: str, reason: str) -> bool:
         # Shielded: a cancelled job must still give the money back.
         async def release() -> None:
             await self.services.billing.Release(
                 billing_pb2.ReleaseRequest(
                     idempotency_key=f"release:{hold_id}", hold_id=hold_id, reason=reason[:256]
                 ),
-                timeout=10,
+                timeout=CLEANUP_SECONDS,
             )
 
         try:
             await asyncio.shield(release())
         except grpc.aio.AioRpcError as exc:
-            # The reaper releases the hold at its expiry; say so in the log.
+            # The reconciler or, at its expiry, the reaper releases it.
             log.error(
-                "release of hold %s failed (%s); the reaper will expire it", hold_id, exc.code()
+                "release of hold %s failed (%s); it stays pending for now", hold_id, exc.code()
             )
+            return False
+        return True
 
     async def _tell(self, job: Job, placeholder: int, text: str) -> None:
         try:
-            if placeholder:
-                await self._edit(job, "final", placeholder, text)
-            else:
-                await self._say(job, "final", text)
+            with deadline.bound(CLEANUP_SECONDS):
+                if placeholder:
+                    await self._edit(job, "final", placeholder, text)
+                else:
+                    await self._say(job, "final", text)
         except grpc.aio.AioRpcError:
             log.exception("could not tell the user how job %s ended", job.key("job"))
 
@@ -341,10 +420,18 @@ class Pipeline:
             input_mode=transcriber_pb2.INPUT_MODE_FILE,
         )
 
+        # gRPC cancels the call when the request iterator raises, and the
+        # response loop then sees a CancelledError: keep the real cause.
+        download_failed: list[Exception] = []
+
         async def requests() -> AsyncIterator[transcriber_pb2.TranscribeRequest]:
             yield transcriber_pb2.TranscribeRequest(config=config)
-            async for chunk in self.files.stream(job.media.file_id):
-                yield transcriber_pb2.TranscribeRequest(audio=chunk)
+            try:
+                async for chunk in self.files.stream(job.media.file_id):
+                    yield transcriber_pb2.TranscribeRequest(audio=chunk)
+            except Exception as exc:
+                download_failed.append(exc)
+                raise
 
         interval = self.edit_interval_seconds
         if job.chat_kind == notifier_pb2.CHAT_KIND_GROUP:
@@ -369,12 +456,18 @@ class Pipeline:
                     done = event.done
         except asyncio.CancelledError:
             task = asyncio.current_task()
-            if stop.is_set() and (task is None or task.cancelling() == 0):
-                raise JobCancelledError() from None
+            if task is None or task.cancelling() == 0:
+                # Not this task being cancelled: the call was, from this side.
+                if download_failed:
+                    raise download_failed[0] from None
+                if stop.is_set():
+                    raise JobCancelledError() from None
             raise
         finally:
             watcher.cancel()
             await editor.close()
+        if download_failed:
+            raise download_failed[0]
         if stop.is_set():
             # /cancel came as the last event arrived: the user asked to stop.
             raise JobCancelledError()

@@ -9,24 +9,58 @@ disk (the gateway mounts the server's working directory), else over HTTP.
 from __future__ import annotations
 
 import asyncio
+import logging
 import pathlib
 from collections.abc import AsyncIterator
 
+import aiohttp
 from aiogram import Bot
-from aiogram.exceptions import TelegramBadRequest
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
 
 from gateway.pipeline import FileTooBigError
+
+log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 256 * 1024
 
 
 class TelegramFiles:
-    def __init__(self, bot: Bot, *, limit: int, timeout: int = 300) -> None:
+    def __init__(
+        self, bot: Bot, *, limit: int, timeout: int = 300, attempts: int = 3, backoff: float = 0.5
+    ) -> None:
         self.bot = bot
         self.limit = limit
         self.timeout = timeout
+        self.attempts = attempts
+        self.backoff = backoff
 
     async def stream(self, file_id: str) -> AsyncIterator[bytes]:
+        """The file in chunks; a transient failure before the first chunk is retried
+        (a 429, a 5xx, a dropped connection): the job need not fail for a blip."""
+        attempt = 0
+        while True:
+            attempt += 1
+            started = False
+            try:
+                async for chunk in self._stream_once(file_id):
+                    started = True
+                    yield chunk
+                return
+            except _TRANSIENT as exc:
+                if started or attempt >= self.attempts or not _transient(exc):
+                    raise
+                delay = self.backoff * 2 ** (attempt - 1)
+                if isinstance(exc, TelegramRetryAfter):
+                    delay = max(delay, float(exc.retry_after))
+                log.info("file download failed (%s), retry in %.1fs", type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+
+    async def _stream_once(self, file_id: str) -> AsyncIterator[bytes]:
         try:
             info = await self.bot.get_file(file_id)
         except TelegramBadRequest as exc:
@@ -47,6 +81,21 @@ class TelegramFiles:
             url, timeout=self.timeout, chunk_size=CHUNK_BYTES
         ):
             yield chunk
+
+
+_TRANSIENT = (
+    TelegramRetryAfter,
+    TelegramServerError,
+    TelegramNetworkError,
+    aiohttp.ClientError,
+    TimeoutError,
+)
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return exc.status == 429 or exc.status >= 500
+    return True
 
 
 async def read_chunks(path: pathlib.Path) -> AsyncIterator[bytes]:

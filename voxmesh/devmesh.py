@@ -150,6 +150,9 @@ class Mesh:
         env = {**os.environ, **self.env, "OTEL_SERVICE_NAME": name, "PYTHONUNBUFFERED": "1"}
         log_dir = self.options.log_dir or self.options.state_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
+        previous = self._logs.pop(name, None)
+        if previous is not None:
+            previous.close()  # a restart appends to the same log
         out = (log_dir / f"{name}.log").open("ab")
         self._logs[name] = out
         proc = subprocess.Popen(

@@ -11,21 +11,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.sdk.trace import TracerProvider
 
-from voxmesh.config import ConfigError, ServerSettings, is_loopback, parse_addr
+from voxmesh.config import (
+    ConfigError,
+    ServerSettings,
+    TelemetrySettings,
+    is_loopback,
+    parse_addr,
+)
 from voxmesh.interceptors import server_interceptors
 from voxmesh.metrics import Metrics
 from voxmesh.tls import AuthzInterceptor, Policy
 
 log = logging.getLogger(__name__)
+
+S = TypeVar("S")
 
 
 @dataclass(frozen=True)
@@ -161,3 +172,43 @@ async def serve(
     await server.stop()
     if on_shutdown is not None:
         await on_shutdown()
+
+
+def run_main(
+    service: str,
+    load: Callable[[Mapping[str, str]], S],
+    amain: Callable[[S, TracerProvider], Coroutine[Any, Any, None]],
+    *,
+    env: Mapping[str, str] | None = None,
+    fatal: tuple[type[BaseException], ...] = (),
+) -> None:
+    """Every service's ``main()``: settings that fail fast in one line, JSON logs,
+    tracing, the service itself, then spans flushed on the way out.
+
+    ``load`` reads the service's settings from the environment (raising
+    ConfigError); ``fatal`` names errors that end the process with their message
+    (a model that cannot load, say) rather than a traceback.
+    """
+    from voxmesh import logging as vlogging
+    from voxmesh import telemetry
+
+    environ = os.environ if env is None else env
+    try:
+        settings = load(environ)
+        telemetry_settings = TelemetrySettings.from_env(environ, service)
+    except ConfigError as exc:
+        sys.exit(f"{service}: {exc}")
+    vlogging.setup(
+        telemetry_settings.service_name,
+        fmt=telemetry_settings.log_format,
+        level=telemetry_settings.log_level,
+    )
+    provider = telemetry.setup(telemetry_settings)
+    try:
+        asyncio.run(amain(settings, provider))
+    except KeyboardInterrupt:
+        pass
+    except fatal as exc:
+        sys.exit(f"{service}: {exc}")
+    finally:
+        provider.shutdown()

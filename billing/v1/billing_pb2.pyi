@@ -338,3 +338,31 @@ class StatsResponse(_message.Message):
     credits_captured: int
     credits_topped_up: int
     def __init__(self, users: _Optional[int] = ..., holds_pending: _Optional[int] = ..., credits_held: _Optional[int] = ..., credits_captured: _Optional[int] = ..., credits_topped_up: _Optional[int] = ...) -> None: ...
+
+class ListStaleJobsRequest(_message.Message):
+    __slots__ = ("older_than_seconds", "page_size", "page_token")
+    OLDER_THAN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    older_than_seconds: int
+    page_size: int
+    page_token: str
+    def __init__(self, older_than_seconds: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class StaleJob(_message.Message):
+    __slots__ = ("hold", "create_time", "language_code")
+    HOLD_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_CODE_FIELD_NUMBER: _ClassVar[int]
+    hold: Hold
+    create_time: _timestamp_pb2.Timestamp
+    language_code: str
+    def __init__(self, hold: _Optional[_Union[Hold, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., language_code: _Optional[str] = ...) -> None: ...
+
+class ListStaleJobsResponse(_message.Message):
+    __slots__ = ("jobs", "next_page_token")
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[StaleJob]
+    next_page_token: str
+    def __init__(self, jobs: _Optional[_Iterable[_Union[StaleJob, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

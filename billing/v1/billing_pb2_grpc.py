@@ -105,6 +105,11 @@ class BillingServiceStub:
                 request_serializer=billing_dot_v1_dot_billing__pb2.StatsRequest.SerializeToString,
                 response_deserializer=billing_dot_v1_dot_billing__pb2.StatsResponse.FromString,
                 _registered_method=True)
+        self.ListStaleJobs = channel.unary_unary(
+                '/billing.v1.BillingService/ListStaleJobs',
+                request_serializer=billing_dot_v1_dot_billing__pb2.ListStaleJobsRequest.SerializeToString,
+                response_deserializer=billing_dot_v1_dot_billing__pb2.ListStaleJobsResponse.FromString,
+                _registered_method=True)
 
 
 class BillingServiceServicer:
@@ -213,6 +218,16 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListStaleJobs(self, request, context):
+        """ListStaleJobs lists jobs whose hold is still pending although it was
+        created more than older_than_seconds ago, oldest first: jobs a crashed
+        gateway may have abandoned, for a reconciler to finish or release. A hold
+        the reaper already expired is not listed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BillingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -280,6 +295,11 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.Stats,
                     request_deserializer=billing_dot_v1_dot_billing__pb2.StatsRequest.FromString,
                     response_serializer=billing_dot_v1_dot_billing__pb2.StatsResponse.SerializeToString,
+            ),
+            'ListStaleJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStaleJobs,
+                    request_deserializer=billing_dot_v1_dot_billing__pb2.ListStaleJobsRequest.FromString,
+                    response_serializer=billing_dot_v1_dot_billing__pb2.ListStaleJobsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -639,6 +659,33 @@ class BillingService:
             '/billing.v1.BillingService/Stats',
             billing_dot_v1_dot_billing__pb2.StatsRequest.SerializeToString,
             billing_dot_v1_dot_billing__pb2.StatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStaleJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.v1.BillingService/ListStaleJobs',
+            billing_dot_v1_dot_billing__pb2.ListStaleJobsRequest.SerializeToString,
+            billing_dot_v1_dot_billing__pb2.ListStaleJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -75,6 +75,12 @@ class BillingServiceStub:
     """Grant gives free credits to a user; the actor must be an admin."""
     Stats: _grpc.UnaryUnaryMultiCallable[_billing_pb2.StatsRequest, _billing_pb2.StatsResponse]
     """Stats summarises the service; the actor must be an admin."""
+    ListStaleJobs: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListStaleJobsRequest, _billing_pb2.ListStaleJobsResponse]
+    """ListStaleJobs lists jobs whose hold is still pending although it was
+    created more than older_than_seconds ago, oldest first: jobs a crashed
+    gateway may have abandoned, for a reconciler to finish or release. A hold
+    the reaper already expired is not listed.
+    """
 
 @_typing.type_check_only
 class BillingServiceAsyncStub(BillingServiceStub):
@@ -123,6 +129,12 @@ class BillingServiceAsyncStub(BillingServiceStub):
     """Grant gives free credits to a user; the actor must be an admin."""
     Stats: _aio.UnaryUnaryMultiCallable[_billing_pb2.StatsRequest, _billing_pb2.StatsResponse]  # type: ignore[assignment]
     """Stats summarises the service; the actor must be an admin."""
+    ListStaleJobs: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListStaleJobsRequest, _billing_pb2.ListStaleJobsResponse]  # type: ignore[assignment]
+    """ListStaleJobs lists jobs whose hold is still pending although it was
+    created more than older_than_seconds ago, oldest first: jobs a crashed
+    gateway may have abandoned, for a reconciler to finish or release. A hold
+    the reaper already expired is not listed.
+    """
 
 class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
     """BillingService owns users, balances and the money ledger. Money is an
@@ -246,5 +258,17 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_billing_pb2.StatsResponse, _abc.Awaitable[_billing_pb2.StatsResponse]]:
         """Stats summarises the service; the actor must be an admin."""
+
+    @_abc_1.abstractmethod
+    def ListStaleJobs(
+        self,
+        request: _billing_pb2.ListStaleJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ListStaleJobsResponse, _abc.Awaitable[_billing_pb2.ListStaleJobsResponse]]:
+        """ListStaleJobs lists jobs whose hold is still pending although it was
+        created more than older_than_seconds ago, oldest first: jobs a crashed
+        gateway may have abandoned, for a reconciler to finish or release. A hold
+        the reaper already expired is not listed.
+        """
 
 def add_BillingServiceServicer_to_server(servicer: BillingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -9,6 +9,8 @@ payer is whoever sent /t, or the note's author.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiogram import Bot, F, Router
 from aiogram.enums import ChatMemberStatus
 from aiogram.filters import Command, CommandObject
@@ -22,6 +24,9 @@ from gateway.middlewares import Gate
 from gateway.pipeline import Pipeline
 from gateway.prefs import Prefs
 from gateway.replies import reply
+
+if TYPE_CHECKING:
+    from gateway.reconciler import JobRegistry
 
 in_group = F.chat.type.in_({"group", "supergroup"})
 _ADMINS = {ChatMemberStatus.CREATOR, ChatMemberStatus.ADMINISTRATOR}
@@ -67,6 +72,7 @@ async def on_t(
     lanes: JobLanes,
     lang: str,
     gate: Gate | None = None,
+    registry: JobRegistry | None = None,
 ) -> None:
     note = message.reply_to_message
     if note is None or media_of(note) is None or message.from_user is None:
@@ -82,6 +88,7 @@ async def on_t(
         prefs=prefs,
         lanes=lanes,
         gate=gate,
+        registry=registry,
     )
 
 
@@ -93,6 +100,7 @@ async def on_group_note(
     lanes: JobLanes,
     lang: str,
     gate: Gate | None = None,
+    registry: JobRegistry | None = None,
 ) -> None:
     if message.from_user is None or message.from_user.is_bot:
         return
@@ -106,6 +114,7 @@ async def on_group_note(
         prefs=prefs,
         lanes=lanes,
         gate=gate,
+        registry=registry,
     )
 
 

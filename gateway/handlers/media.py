@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import TYPE_CHECKING
 
 from aiogram import F, Router
 from aiogram.filters import Command
@@ -22,6 +23,9 @@ from gateway.middlewares import Gate
 from gateway.pipeline import Job, Media, Pipeline
 from gateway.prefs import Prefs
 from gateway.replies import reply
+
+if TYPE_CHECKING:
+    from gateway.reconciler import JobRegistry
 
 is_media_document = F.document.mime_type.startswith("audio/") | F.document.mime_type.startswith(
     "video/"
@@ -63,6 +67,7 @@ async def transcribe(
     prefs: Prefs,
     lanes: JobLanes,
     gate: Gate | None,
+    registry: JobRegistry | None = None,
 ) -> None:
     """Queue ``note`` in the payer's lane, wait for the turn, run the job.
 
@@ -104,7 +109,14 @@ async def transcribe(
                 text = t(lang, "interrupted_queued")
                 await asyncio.shield(asyncio.wait_for(pipeline.send(job, "final", text), 5))
             raise
-        await pipeline.run(job, ticket.stop)
+        if registry is None:
+            await pipeline.run(job, ticket.stop)
+            return
+        # Owned while it runs, and recorded: if this process dies mid-job, a
+        # reconciler (gateway.reconciler) finishes it or gives the money back.
+        async with await registry.own(job) as ownership:
+            outcome = await pipeline.run(job, ticket.stop)
+            ownership.finished = outcome.settled
 
 
 async def on_private_media(
@@ -115,6 +127,7 @@ async def on_private_media(
     lanes: JobLanes,
     lang: str,
     gate: Gate | None = None,
+    registry: JobRegistry | None = None,
 ) -> None:
     assert message.from_user is not None
     await transcribe(
@@ -127,6 +140,7 @@ async def on_private_media(
         prefs=prefs,
         lanes=lanes,
         gate=gate,
+        registry=registry,
     )
 
 

@@ -159,17 +159,7 @@ def _refused(mesh: Mesh, chat_id: int | None = None) -> list[Any]:
     ]
 
 
-# The header's rate turns 1 s of samples into 80 ms (384 kHz) or 32 ms (1 MHz) of audio.
-NO_SPEECH_CHARGED = pytest.mark.xfail(
-    strict=True,
-    reason="gateway bug: a recording that decodes to a sliver of audio ends as 'No speech found "
-    "in this recording.' (no reference) and the pipeline still captures 1 credit; "
-    "gateway/pipeline.py _run captures even when the transcript is empty",
-)
-PARAMS = [
-    pytest.param(n, marks=NO_SPEECH_CHARGED) if n.startswith("wav claiming") else n
-    for n in CASE_NAMES
-]
+PARAMS = CASE_NAMES
 
 
 @pytest.mark.parametrize("name", PARAMS)
