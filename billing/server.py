@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import sys
 from collections.abc import Mapping
 
 import asyncpg
@@ -18,10 +16,8 @@ from billing.reaper import Reaper
 from billing.repo import PgBillingStore, create_pool, wait_for_database
 from billing.service import SERVICE_NAME, BillingServicer
 from billing.v1 import billing_pb2_grpc
-from voxmesh import logging as vlogging
-from voxmesh import telemetry
-from voxmesh.config import ConfigError, ServerSettings, TelemetrySettings
-from voxmesh.server import GrpcServer, ServiceSpec, serve
+from voxmesh.config import ServerSettings
+from voxmesh.server import GrpcServer, ServiceSpec, run_main, serve
 
 log = logging.getLogger(__name__)
 
@@ -135,20 +131,9 @@ async def run(
 
 
 def main(env: Mapping[str, str] | None = None) -> None:
-    environ = os.environ if env is None else env
-    try:
-        settings = BillingSettings.from_env(environ)
-        server_settings = ServerSettings.from_env(environ, "BILLING", default_listen=DEFAULT_LISTEN)
-        telemetry_settings = TelemetrySettings.from_env(environ, "billing")
-    except ConfigError as exc:
-        sys.exit(f"billing: {exc}")
-    vlogging.setup(
-        telemetry_settings.service_name,
-        fmt=telemetry_settings.log_format,
-        level=telemetry_settings.log_level,
-    )
-    provider = telemetry.setup(telemetry_settings)
-    try:
-        asyncio.run(run(settings, server_settings, provider))
-    finally:
-        provider.shutdown()
+    def load(e: Mapping[str, str]) -> tuple[BillingSettings, ServerSettings]:
+        return BillingSettings.from_env(e), ServerSettings.from_env(
+            e, "BILLING", default_listen=DEFAULT_LISTEN
+        )
+
+    run_main("billing", load, lambda s, provider: run(*s, provider), env=env)

@@ -17,9 +17,8 @@ import asyncio
 import contextlib
 import enum
 import logging
-import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,9 +49,9 @@ from gateway.prefs import Prefs, RedisPrefs
 from gateway.reconciler import JobRegistry, Reconciler
 from gateway.redis_health import PauseUpdates, RedisHealth
 from gateway.telegram_files import TelegramFiles
-from voxmesh import logging as vlogging
 from voxmesh import telemetry
-from voxmesh.config import ConfigError, parse_addr
+from voxmesh.config import parse_addr
+from voxmesh.server import run_main
 
 log = logging.getLogger(__name__)
 
@@ -367,14 +366,5 @@ async def run(settings: GatewaySettings) -> None:
         task.cancel()
 
 
-def main() -> None:
-    try:
-        settings = GatewaySettings.from_env(os.environ)
-    except ConfigError as exc:
-        raise SystemExit(f"gateway: {exc}") from None
-    vlogging.setup("gateway", fmt=settings.telemetry.log_format, level=settings.telemetry.log_level)
-    provider = telemetry.setup(settings.telemetry)
-    try:
-        asyncio.run(run(settings))
-    finally:
-        provider.shutdown()
+def main(env: Mapping[str, str] | None = None) -> None:
+    run_main("gateway", GatewaySettings.from_env, lambda settings, _: run(settings), env=env)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -19,11 +17,9 @@ from notifier.outbox import Outbox, connect
 from notifier.service import NotifierService
 from notifier.telegram import TelegramClient
 from notifier.v1 import notifier_pb2_grpc
-from voxmesh import logging as vlogging
-from voxmesh import telemetry
-from voxmesh.config import ConfigError, ServerSettings, TelemetrySettings
+from voxmesh.config import ServerSettings
 from voxmesh.metrics import Metrics
-from voxmesh.server import GrpcServer, ServiceSpec, serve
+from voxmesh.server import GrpcServer, ServiceSpec, run_main, serve
 
 SERVICE_NAME = "notifier.v1.NotifierService"
 # Under mutual TLS only the gateway (and admin tooling) may message users.
@@ -129,24 +125,9 @@ async def run(
 
 
 def main(env: Mapping[str, str] | None = None) -> None:
-    environ = os.environ if env is None else env
-    try:
-        settings = NotifierSettings.from_env(environ)
-        server_settings = ServerSettings.from_env(
-            environ, "NOTIFIER", default_listen=DEFAULT_LISTEN
+    def load(e: Mapping[str, str]) -> tuple[NotifierSettings, ServerSettings]:
+        return NotifierSettings.from_env(e), ServerSettings.from_env(
+            e, "NOTIFIER", default_listen=DEFAULT_LISTEN
         )
-        telemetry_settings = TelemetrySettings.from_env(environ, "notifier")
-    except ConfigError as exc:
-        sys.exit(f"notifier: {exc}")
-    vlogging.setup(
-        telemetry_settings.service_name,
-        fmt=telemetry_settings.log_format,
-        level=telemetry_settings.log_level,
-    )
-    provider = telemetry.setup(telemetry_settings)
-    try:
-        asyncio.run(run(settings, server_settings, provider))
-    except KeyboardInterrupt:
-        pass
-    finally:
-        provider.shutdown()
+
+    run_main("notifier", load, lambda s, provider: run(*s, provider), env=env)

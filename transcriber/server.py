@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import sys
 from collections.abc import Mapping
 
 from opentelemetry.sdk.trace import TracerProvider
@@ -16,10 +14,8 @@ from transcriber.metrics import TranscriberMetrics
 from transcriber.models import ModelRegistry
 from transcriber.service import TranscriberService
 from transcriber.v1 import transcriber_pb2_grpc as pb_grpc
-from voxmesh import logging as vlogging
-from voxmesh import telemetry
-from voxmesh.config import ConfigError, ServerSettings, TelemetrySettings
-from voxmesh.server import GrpcServer, ServiceSpec, serve
+from voxmesh.config import ConfigError, ServerSettings
+from voxmesh.server import GrpcServer, ServiceSpec, run_main, serve
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +79,8 @@ async def run(
     server_settings: ServerSettings,
     tracer_provider: TracerProvider | None = None,
 ) -> None:
+    # faster-whisper logs every window it starts at INFO; one line per RPC is enough.
+    logging.getLogger("faster_whisper").setLevel(logging.WARNING)
     app = create_app(config, server_settings, tracer_provider=tracer_provider)
     log.info(
         "transcriber: model %s on %s/%s, %d active + %d queued streams",
@@ -96,30 +94,17 @@ async def run(
 
 
 def main(env: Mapping[str, str] | None = None) -> None:
-    environ = os.environ if env is None else env
-    try:
-        config = TranscriberConfig.from_env(environ)
-        server_settings = ServerSettings.from_env(
-            environ,
-            "TRANSCRIBER",
-            default_listen=DEFAULT_LISTEN,
-            # Long files take minutes; callers normally set their own deadline.
-            default_deadline=600.0,
+    def load(e: Mapping[str, str]) -> tuple[TranscriberConfig, ServerSettings]:
+        # Long files take minutes; callers normally set their own deadline.
+        return TranscriberConfig.from_env(e), ServerSettings.from_env(
+            e, "TRANSCRIBER", default_listen=DEFAULT_LISTEN, default_deadline=600.0
         )
-        telemetry_settings = TelemetrySettings.from_env(environ, "transcriber")
-    except (ConfigError, TranscriberConfigError) as exc:
-        sys.exit(f"transcriber: {exc}")
-    vlogging.setup(
-        telemetry_settings.service_name,
-        fmt=telemetry_settings.log_format,
-        level=telemetry_settings.log_level,
+
+    run_main(
+        "transcriber",
+        load,
+        lambda s, provider: run(*s, provider),
+        env=env,
+        config_errors=(ConfigError, TranscriberConfigError),
+        fatal=(ModelUnavailable,),
     )
-    # faster-whisper logs every window it starts at INFO; one line per RPC is enough.
-    logging.getLogger("faster_whisper").setLevel(logging.WARNING)
-    provider = telemetry.setup(telemetry_settings)
-    try:
-        asyncio.run(run(config, server_settings, provider))
-    except ModelUnavailable as exc:
-        sys.exit(f"transcriber: {exc}")
-    finally:
-        provider.shutdown()

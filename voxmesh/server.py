@@ -180,6 +180,7 @@ def run_main(
     amain: Callable[[S, TracerProvider], Coroutine[Any, Any, None]],
     *,
     env: Mapping[str, str] | None = None,
+    config_errors: tuple[type[Exception], ...] = (ConfigError,),
     fatal: tuple[type[BaseException], ...] = (),
 ) -> None:
     """Every service's ``main()``: settings that fail fast in one line, JSON logs,
@@ -196,7 +197,7 @@ def run_main(
     try:
         settings = load(environ)
         telemetry_settings = TelemetrySettings.from_env(environ, service)
-    except ConfigError as exc:
+    except config_errors as exc:
         sys.exit(f"{service}: {exc}")
     vlogging.setup(
         telemetry_settings.service_name,
