@@ -1,0 +1,5 @@
+import asyncio
+
+from bench.notifier.run import main
+
+asyncio.run(main())
