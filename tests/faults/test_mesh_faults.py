@@ -141,6 +141,7 @@ async def test_transcriber_killed_mid_stream(
             and s["localEndpoint"]["serviceName"] == "gateway"
             and s["name"].endswith("/transcribe")
             and s.get("tags", {}).get("rpc.grpc.status_code") == "14"  # UNAVAILABLE
+            and "error" in s.get("tags", {})  # Zipkin's error tag marks the failed hop
             for s in spans
         ),
         15,
