@@ -98,6 +98,9 @@ class TranscriberConfig:
     beam_size: int = 1
     max_active_streams: int = 2
     max_queued_streams: int = 8
+    #: Streams one caller (certificate identity, else peer address) may hold at
+    #: once, active or queued; 0 = only the global limits apply.
+    max_streams_per_caller: int = 0
     max_audio_seconds: float = 7200.0
     max_upload_bytes: int = 512 * 1024 * 1024
     extra_models: tuple[tuple[str, Path], ...] = ()
@@ -134,6 +137,9 @@ class TranscriberConfig:
                 env, "TRANSCRIBER_MAX_ACTIVE_STREAMS", 8 if on_gpu else 2, int, 1, 1024
             ),
             max_queued_streams=_number(env, "TRANSCRIBER_MAX_QUEUED_STREAMS", 8, int, 0, 100_000),
+            max_streams_per_caller=_number(
+                env, "TRANSCRIBER_MAX_STREAMS_PER_CALLER", 0, int, 0, 100_000
+            ),
             max_audio_seconds=_number(
                 env, "TRANSCRIBER_MAX_AUDIO_SECONDS", 7200.0, float, 1.0, 86_400.0
             ),

@@ -8,7 +8,7 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -27,6 +27,7 @@ from transcriber.v1 import transcriber_pb2 as pb
 from transcriber.v1 import transcriber_pb2_grpc as pb_grpc
 from transcriber.windowing import Event, LanguageEvent, SegmentEvent, WorkCounters
 from voxmesh import deadline, errors
+from voxmesh.tls import caller_identity
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +200,7 @@ class TranscriberService(pb_grpc.TranscriberServiceServicer):
         )
         self.counters = WorkCounters()
         self.metrics: TranscriberMetrics | None = None
+        self._per_caller: dict[str, int] = {}
 
     def _job_failed(self, outcome: str) -> None:
         if self.metrics is not None:
@@ -283,6 +285,31 @@ class TranscriberService(pb_grpc.TranscriberServiceServicer):
             raise domain.BadRequest("config", "the first message must carry the config")
         spec = self._spec(first.config)
         deadline_at = _deadline_at(context)
+        with self._caller_slot(context):
+            async for response in self._admitted(spec, deadline_at, upload):
+                yield response
+
+    @contextlib.contextmanager
+    def _caller_slot(self, context: grpc.aio.ServicerContext) -> Iterator[None]:
+        """One caller may not take every slot: a per-caller cap beside the global one."""
+        limit = self._config.max_streams_per_caller
+        caller = caller_identity(context) or context.peer().rsplit(":", 1)[0]
+        if limit and self._per_caller.get(caller, 0) >= limit:
+            raise domain.Overloaded(
+                f"{caller} already has {limit} streams open",
+                retry_after=self.admission.retry_after(),
+            )
+        self._per_caller[caller] = self._per_caller.get(caller, 0) + 1
+        try:
+            yield
+        finally:
+            self._per_caller[caller] -= 1
+            if not self._per_caller[caller]:
+                del self._per_caller[caller]
+
+    async def _admitted(
+        self, spec: JobSpec, deadline_at: float | None, upload: _Upload
+    ) -> AsyncIterator[pb.TranscribeResponse]:
         ticket = await self.admission.acquire()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Event | _Finished | _PumpFailed] = asyncio.Queue()
