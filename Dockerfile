@@ -76,6 +76,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     XDG_CACHE_HOME=/tmp/.cache \
     VOXMESH_MIGRATIONS_DIR=/app/migrations \
     VOXMESH_LOG_FORMAT=json \
+    MALLOC_ARENA_MAX=2 \
     LD_LIBRARY_PATH=/opt/venv/lib/python3.11/site-packages/nvidia/cublas/lib:/opt/venv/lib/python3.11/site-packages/nvidia/cudnn/lib \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 

@@ -147,7 +147,15 @@ class Mesh:
         await self.wait_ready(timeout=opts.start_timeout)
 
     def spawn(self, name: str) -> subprocess.Popen[bytes]:
-        env = {**os.environ, **self.env, "OTEL_SERVICE_NAME": name, "PYTHONUNBUFFERED": "1"}
+        env = {
+            # glibc's per-thread malloc arenas otherwise grow a threaded process's
+            # RSS for minutes after start (the transcriber's worker threads most).
+            "MALLOC_ARENA_MAX": "2",
+            **os.environ,
+            **self.env,
+            "OTEL_SERVICE_NAME": name,
+            "PYTHONUNBUFFERED": "1",
+        }
         log_dir = self.options.log_dir or self.options.state_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         previous = self._logs.pop(name, None)

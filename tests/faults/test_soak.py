@@ -171,7 +171,7 @@ async def chaos(mesh: Mesh, sim: Sim, stop: asyncio.Event, rng: random.Random) -
     await kill_transcriber()
     # End of the warm-up: a quiet moment (users pause, every job ends), so
     # that it compares with the end, also quiet, and not with a busy instant.
-    await until(0.3)
+    await until(0.4)
     sim.paused.clear()
     await quiet(mesh, sim)
     sim.baseline = rss_by_service(mesh)
@@ -179,7 +179,7 @@ async def chaos(mesh: Mesh, sim: Sim, stop: asyncio.Event, rng: random.Random) -
     # Bursts at random moments of the rest, 6 s each, about one a minute (at least two).
     slots = max(2, round(SOAK_SECONDS / 60))
     for i in range(slots):
-        lo, hi = 0.4 + 0.55 * i / slots, 0.4 + 0.55 * (i + 1) / slots
+        lo, hi = 0.45 + 0.5 * i / slots, 0.45 + 0.5 * (i + 1) / slots
         await until(rng.uniform(lo, (lo + hi) / 2))
         if stop.is_set():
             break
