@@ -29,6 +29,8 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from voxmesh.telemetry import untraced
+
 if TYPE_CHECKING:
     from aiogram import Bot
     from aiogram.client.session.middlewares.base import NextRequestMiddlewareType
@@ -89,6 +91,10 @@ class RedisHealth:
             self._task = None
 
     async def _run(self) -> None:
+        with untraced():
+            await self._watch()
+
+    async def _watch(self) -> None:
         while True:
             try:
                 await self.check()

@@ -18,7 +18,8 @@ import time
 import uuid
 from typing import Any
 
-from opentelemetry import propagate, trace
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from redis.exceptions import RedisError
 
@@ -26,6 +27,7 @@ from notifier.config import NotifierSettings
 from notifier.metrics import NotifierMetrics
 from notifier.outbox import ENQUEUED_FIELD, TRACE_FIELD, Job, Outbox, Wait
 from notifier.telegram import Permanent, TelegramClient, Transient
+from voxmesh.telemetry import context_from, untraced
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,10 @@ class Deliverer:
                 await asyncio.gather(*pending, return_exceptions=True)
 
     async def _run(self) -> None:
+        with untraced():
+            await self._dispatch()
+
+    async def _dispatch(self) -> None:
         wake = self._outbox.wake
         while not self._stopping.is_set():
             await self._slots.acquire()
@@ -144,14 +150,17 @@ class Deliverer:
         enqueued = job.payload.get(ENQUEUED_FIELD)
         if self.metrics is not None and isinstance(enqueued, float) and job.attempts <= 1:
             self.metrics.wait.observe(max(0.0, time.time() - enqueued))
-        parent = propagate.extract(job.payload.get(TRACE_FIELD) or {})
-        with self._tracer.start_as_current_span(
-            f"notifier.deliver/{job.method}",
-            context=parent,
-            kind=SpanKind.CONSUMER,
-            attributes={"telegram.chat_id": job.chat, "notifier.attempt": job.attempts},
-        ):
-            await self._deliver(job)
+        # The dispatcher loop runs untraced; a delivery belongs to its caller's trace.
+        token = otel_context.attach(context_from(job.payload.get(TRACE_FIELD) or {}))
+        try:
+            with self._tracer.start_as_current_span(
+                f"notifier.deliver/{job.method}",
+                kind=SpanKind.CONSUMER,
+                attributes={"telegram.chat_id": job.chat, "notifier.attempt": job.attempts},
+            ):
+                await self._deliver(job)
+        finally:
+            otel_context.detach(token)
 
     async def _deliver(self, job: Job) -> None:
         if job.ambiguous:

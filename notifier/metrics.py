@@ -10,6 +10,8 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from redis.exceptions import RedisError
 
+from voxmesh.telemetry import untraced
+
 log = logging.getLogger(__name__)
 
 # Queued messages across every chat with work (the chats are few next to
@@ -54,7 +56,8 @@ async def refresh_depth(
 ) -> None:
     """Keep the depth gauge current until cancelled; Redis trouble only skips a beat."""
     script = client.register_script(_DEPTH)
-    while True:
-        with contextlib.suppress(RedisError, OSError):
-            metrics.depth.set(float(await script(keys=[prefix + "due"], args=[prefix])))
-        await asyncio.sleep(every)
+    with untraced():
+        while True:
+            with contextlib.suppress(RedisError, OSError):
+                metrics.depth.set(float(await script(keys=[prefix + "due"], args=[prefix])))
+            await asyncio.sleep(every)

@@ -42,6 +42,7 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from notifier import _scripts
+from voxmesh.telemetry import untraced
 
 log = logging.getLogger(__name__)
 
@@ -339,6 +340,10 @@ class Outbox:
                     fut.set_result(None)
 
     async def _listen(self) -> None:
+        with untraced():
+            await self._listen_untraced()
+
+    async def _listen_untraced(self) -> None:
         events, wake = self.prefix + "events", self.prefix + "wake"
         while True:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)

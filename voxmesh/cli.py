@@ -154,8 +154,10 @@ async def _demo(mesh: object) -> None:
         await asyncio.sleep(0.3)
     if mesh.collector is not None:
         await asyncio.sleep(1.5)
-        traces = mesh.collector.traces()
-        for trace_id, spans in traces.items():
+        for trace_id, spans in mesh.collector.traces().items():
+            # The update's trace: the one an SRE would open from the user's reference.
+            if not any(s["name"].startswith("telegram.update/") for s in spans):
+                continue
             services = sorted({s["localEndpoint"]["serviceName"] for s in spans})
             print(f"trace {trace_id}: {len(spans)} spans from {', '.join(services)}")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 import yarl
@@ -254,6 +255,23 @@ def instrument_libraries(provider: TracerProvider) -> None:
     AsyncPGInstrumentor().instrument(tracer_provider=provider)
     RedisInstrumentor().instrument(tracer_provider=provider)
     AioHttpClientInstrumentor().instrument(tracer_provider=provider, url_filter=_redact_url)
+
+
+def untraced() -> AbstractContextManager[None]:
+    """For background loops (health pings, queue polls, lease renewals): no spans.
+
+    Each poll would otherwise be a one-span trace, every second, burying the
+    traces of real requests. Work a loop starts on behalf of a request
+    re-attaches that request's context (see :func:`context_from`).
+    """
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    return suppress_instrumentation()
+
+
+def context_from(carrier: Mapping[str, str]) -> Context:
+    """The caller's trace context from a carrier, on a clean base (drops any suppression)."""
+    return propagate.extract(carrier, context=Context())
 
 
 def tracer(name: str) -> trace.Tracer:
