@@ -8,15 +8,20 @@ by window.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
+import ctranslate2
 import numpy as np
 import numpy.typing as npt
 from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import _LANGUAGE_CODES
 
 LANGUAGE_CODES: frozenset[str] = frozenset(_LANGUAGE_CODES)
+# faster-whisper's default schedule: retry at these temperatures when a
+# decode looks like a hallucination (repetitive or improbable).
+_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,33 @@ class WindowResult:
     segments: Iterator[Segment] = field(repr=False)
 
 
+class _SecondWindow(Exception):
+    """Raised inside faster-whisper's segment generator to end it after one window."""
+
+
+class _WindowGuard(threading.local):
+    armed = False
+
+
+_window_guard = _WindowGuard()
+
+
+class OneWindowWhisperModel(WhisperModel):  # type: ignore[misc]  # untyped package
+    """A WhisperModel whose ``transcribe`` reads one window when called by SpeechRecognizer.
+
+    faster-whisper has no option for this: its generator encodes the next
+    window right after yielding the last segment of this one. The guard is
+    armed (per thread) once a segment has been yielded, so the next encode
+    ends the generator instead; language detection, which encodes before
+    any segment, is unaffected.
+    """
+
+    def encode(self, features: npt.NDArray[np.float32]) -> ctranslate2.StorageView:
+        if _window_guard.armed:
+            raise _SecondWindow()
+        return super().encode(features)
+
+
 class SpeechRecognizer:
     """One loaded Whisper model, safe to call from several threads at once."""
 
@@ -82,12 +114,17 @@ class SpeechRecognizer:
         *,
         offset: float = 0.0,
         prompt: str | None = None,
+        fallback: bool = True,
+        max_new_tokens: int | None = None,
     ) -> WindowResult:
-        """Transcribe up to about 30 s of 16 kHz mono audio starting at ``offset`` seconds.
+        """Transcribe one window (up to 30 s) of 16 kHz mono audio starting at ``offset`` seconds.
 
         ``prompt`` (the text before this window) conditions the decoder as
         faster-whisper's own condition_on_previous_text does across its
         30-second windows; it follows the caller's initial prompt.
+        ``fallback=False`` decodes once, greedily, instead of retrying at
+        higher temperatures when the text looks repetitive; with
+        ``max_new_tokens`` it bounds the cost of a pass over short audio.
         """
         language = options.language
         if not self.multilingual:
@@ -103,6 +140,8 @@ class SpeechRecognizer:
             hotwords=options.hotwords or None,
             condition_on_previous_text=True,
             vad_filter=False,
+            temperature=_TEMPERATURES if fallback else 0.0,
+            max_new_tokens=max_new_tokens,
         )
         detected = Language(
             info.language,
@@ -110,12 +149,22 @@ class SpeechRecognizer:
         )
 
         def shifted() -> Iterator[Segment]:
-            for seg in segments:
-                words = tuple(
-                    Word(w.start + offset, w.end + offset, w.word, w.probability)
-                    for w in (seg.words or ())
-                )
-                yield Segment(seg.start + offset, seg.end + offset, seg.text, words)
+            try:
+                for seg in segments:
+                    # faster-whisper would go on to a second 30-second window for
+                    # the few words after its last timestamp, at the full cost of
+                    # the encoder; the callers carry that tail into their next
+                    # window themselves, so the first window is the last.
+                    _window_guard.armed = True
+                    words = tuple(
+                        Word(w.start + offset, w.end + offset, w.word, w.probability)
+                        for w in (seg.words or ())
+                    )
+                    yield Segment(seg.start + offset, seg.end + offset, seg.text, words)
+            except _SecondWindow:
+                return
+            finally:
+                _window_guard.armed = False
 
         return WindowResult(detected, shifted())
 

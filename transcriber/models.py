@@ -23,7 +23,7 @@ from pathlib import Path
 
 from faster_whisper import WhisperModel
 
-from transcriber.asr import SpeechRecognizer
+from transcriber.asr import OneWindowWhisperModel, SpeechRecognizer
 from transcriber.config import TranscriberConfig, builtin_tiny_en_dir
 from transcriber.errors import ModelUnavailable
 
@@ -137,7 +137,7 @@ def available_cores() -> int:
 
 
 def _whisper_factory(path: Path, config: TranscriberConfig) -> WhisperModel:
-    return WhisperModel(
+    return OneWindowWhisperModel(
         str(path),
         device=config.device,
         compute_type=config.compute_type,

@@ -34,10 +34,13 @@ _tracer = trace.get_tracer("voxmesh.transcriber")
 # Pauses as short as 200 ms are enough to cut between words; the padding
 # keeps VAD from shaving the quiet ends of words.
 _CUT_VAD = VadOptions(min_silence_duration_ms=200, speech_pad_ms=100)
-# Whisper sometimes ends a window early, leaving its last sentence out (tiny.en
+# Whisper sometimes ends a window early, leaving its last words out (tiny.en
 # does near the window's end). Audio this long after the last segment is
-# carried into the next window, as faster-whisper's own seek does.
-_UNREAD_SECONDS = 2.0
+# carried into the next window, as faster-whisper's own seek does (it reads
+# one window per call: see OneWindowWhisperModel). At 2 s, words were lost
+# (WER 0.093 vs 0.062 on the benchmark's 71 s); at 0.5 s, windows were added.
+_UNREAD_SECONDS = 1.0
+_CUT_MARGIN = SAMPLE_RATE
 
 
 @dataclass(frozen=True)
@@ -87,15 +90,23 @@ def find_cut(audio: AudioArray, min_samples: int) -> int:
     n = audio.size
     if n <= min_samples:
         return n
-    speech = get_speech_timestamps(audio, _CUT_VAD, sampling_rate=SAMPLE_RATE)
+    # Only a pause whose middle lies past min_samples can be chosen, so VAD
+    # reads just the tail (a third of the window, not all of it: ~3x less work).
+    # The margin lets a pause that begins a little earlier count at full length.
+    start = max(0, min_samples - _CUT_MARGIN)
+    speech = [
+        {"start": s["start"] + start, "end": s["end"] + start}
+        for s in get_speech_timestamps(audio[start:], _CUT_VAD, sampling_rate=SAMPLE_RATE)
+    ]
     best, best_len = -1, 0
     gaps = [(speech[i]["end"], speech[i + 1]["start"]) for i in range(len(speech) - 1)]
     if speech:
         gaps.append((speech[-1]["end"], n))
-    for start, end in gaps:
-        mid = (start + end) // 2
-        if min_samples <= mid <= n and end - start > best_len:
-            best, best_len = mid, end - start
+        gaps.insert(0, (start, speech[0]["start"]))
+    for gap_start, gap_end in gaps:
+        mid = (gap_start + gap_end) // 2
+        if min_samples <= mid <= n and gap_end - gap_start > best_len:
+            best, best_len = mid, gap_end - gap_start
     if best > 0:
         return best
     frame = SAMPLE_RATE // 10
