@@ -98,6 +98,10 @@ class TranscriberConfig:
     beam_size: int = 1
     max_active_streams: int = 2
     max_queued_streams: int = 8
+    #: Live (real-time PCM) streams at once, apart from file streams: a live
+    #: stream is paced by its speaker and needs a pass every few seconds, not
+    #: a core. Beyond it callers are refused, not queued: live audio cannot wait.
+    max_live_streams: int = 4
     #: Streams one caller (certificate identity, else peer address) may hold at
     #: once, active or queued; 0 = only the global limits apply.
     max_streams_per_caller: int = 0
@@ -137,6 +141,9 @@ class TranscriberConfig:
                 env, "TRANSCRIBER_MAX_ACTIVE_STREAMS", 8 if on_gpu else 2, int, 1, 1024
             ),
             max_queued_streams=_number(env, "TRANSCRIBER_MAX_QUEUED_STREAMS", 8, int, 0, 100_000),
+            max_live_streams=_number(
+                env, "TRANSCRIBER_MAX_LIVE_STREAMS", 32 if on_gpu else 4, int, 0, 100_000
+            ),
             max_streams_per_caller=_number(
                 env, "TRANSCRIBER_MAX_STREAMS_PER_CALLER", 0, int, 0, 100_000
             ),

@@ -36,6 +36,8 @@ _PROMPT_CHARS = 200
 # Whisper reads at most 30 s; a buffer past this must be cut whatever happened.
 _HARD_LIMIT_SECONDS = 28.0
 _TIME_SLACK = 0.5
+# Fast speech is about 4 words, 5-6 tokens, a second; timestamps add a few.
+_TOKENS_PER_SECOND = 8
 _STRIP = string.punctuation + string.whitespace
 
 
@@ -162,8 +164,17 @@ class LiveTranscriber:
         options = self._options
         if self._language is not None:
             options = replace(options, language=self._language.code)
+        seconds = self._audio.size / SAMPLE_RATE
+        # One greedy decode with a token budget: a temperature fallback or a
+        # repetition loop on a half-spoken word cost 20x a normal pass here
+        # and stalled every other stream; the next pass re-reads the tail anyway.
         result = self._recognizer.transcribe(
-            self._audio, options, offset=self._offset, prompt=self._prompt()
+            self._audio,
+            options,
+            offset=self._offset,
+            prompt=self._prompt(),
+            fallback=False,
+            max_new_tokens=int(_TOKENS_PER_SECOND * seconds) + 16,
         )
         words = [w for seg in result.segments for w in seg.words]
         if self._cancel.is_set():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -13,14 +14,30 @@ from transcriber.admission import Admission
 RTF_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0, 2.0)
 
 
+def _readers(admission: Admission) -> tuple[Callable[[], float], Callable[[], float]]:
+    return (lambda: admission.active), (lambda: admission.queued)
+
+
 class TranscriberMetrics:
-    def __init__(self, registry: CollectorRegistry, admission: Admission, device: str) -> None:
-        Gauge(
-            "voxmesh_transcriber_streams_active", "Streams being transcribed.", registry=registry
-        ).set_function(lambda: admission.active)
-        Gauge(
-            "voxmesh_transcriber_streams_queued", "Streams waiting for a slot.", registry=registry
-        ).set_function(lambda: admission.queued)
+    def __init__(
+        self, registry: CollectorRegistry, admissions: dict[str, Admission], device: str
+    ) -> None:
+        active = Gauge(
+            "voxmesh_transcriber_streams_active",
+            "Streams being transcribed, by mode (file, live).",
+            ["mode"],
+            registry=registry,
+        )
+        queued = Gauge(
+            "voxmesh_transcriber_streams_queued",
+            "Streams waiting for a slot, by mode (file, live).",
+            ["mode"],
+            registry=registry,
+        )
+        for mode, admission in admissions.items():
+            read_active, read_queued = _readers(admission)
+            active.labels(mode).set_function(read_active)
+            queued.labels(mode).set_function(read_queued)
         self.audio_seconds = Counter(
             "voxmesh_transcriber_audio_seconds", "Seconds of audio transcribed.", registry=registry
         )

@@ -70,7 +70,11 @@ def create_app(
     server = GrpcServer(
         server_settings, service_specs(service), domain=DOMAIN, tracer_provider=tracer_provider
     )
-    service.metrics = TranscriberMetrics(server.metrics.registry, service.admission, config.device)
+    service.metrics = TranscriberMetrics(
+        server.metrics.registry,
+        {"file": service.admission, "live": service.live_admission},
+        config.device,
+    )
     return TranscriberApp(server, service)
 
 

@@ -194,9 +194,11 @@ class TranscriberService(pb_grpc.TranscriberServiceServicer):
         self._registry = registry
         self.registry = registry
         self.admission = Admission(config.max_active_streams, config.max_queued_streams)
+        self.live_admission = Admission(config.max_live_streams, 0)
         # Admission bounds the jobs in flight, so the pool never queues.
         self._executor = ThreadPoolExecutor(
-            max_workers=config.max_active_streams, thread_name_prefix="transcribe"
+            max_workers=config.max_active_streams + config.max_live_streams,
+            thread_name_prefix="transcribe",
         )
         self.counters = WorkCounters()
         self.metrics: TranscriberMetrics | None = None
@@ -211,6 +213,9 @@ class TranscriberService(pb_grpc.TranscriberServiceServicer):
 
     def _spec(self, config: pb.TranscriptionConfig) -> JobSpec:
         return validate(job_request(config), self._registry, self._config)
+
+    def _admission(self, spec: JobSpec) -> Admission:
+        return self.live_admission if spec.live else self.admission
 
     def _start(
         self,
@@ -228,7 +233,7 @@ class TranscriberService(pb_grpc.TranscriberServiceServicer):
             # The slot is freed when the thread has really stopped, not when the
             # RPC ends, so a cancelled stream never overlaps its successor.
             try:
-                loop.call_soon_threadsafe(self.admission.release, ticket)
+                loop.call_soon_threadsafe(self._admission(spec).release, ticket)
                 loop.call_soon_threadsafe(on_finish)
             except RuntimeError:
                 pass  # the loop is gone: the server is shutting down
@@ -249,7 +254,7 @@ class TranscriberService(pb_grpc.TranscriberServiceServicer):
                 counters=self.counters,
             )
         except RuntimeError:
-            self.admission.release(ticket)
+            self._admission(spec).release(ticket)
             raise domain.ModelUnavailable("the transcriber is shutting down") from None
         future.add_done_callback(release)
         return future
@@ -310,7 +315,7 @@ class TranscriberService(pb_grpc.TranscriberServiceServicer):
     async def _admitted(
         self, spec: JobSpec, deadline_at: float | None, upload: _Upload
     ) -> AsyncIterator[pb.TranscribeResponse]:
-        ticket = await self.admission.acquire()
+        ticket = await self._admission(spec).acquire()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Event | _Finished | _PumpFailed] = asyncio.Queue()
         feed = ByteFeed(self._config.max_upload_bytes)
