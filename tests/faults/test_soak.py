@@ -1,7 +1,7 @@
 """A soak: simulated users, faults at random, and afterwards nothing lost, nothing doubled.
 
-Users send voice notes, ask for /balance and pay with Stars, each at their
-own pace, while the transcriber is killed and restarted and Telegram (the
+Fifty users send voice notes, ask for /balance and pay with Stars, each at
+their own pace, while the transcriber is killed and restarted and Telegram (the
 emulator) answers with 429s, 500s, hangs and dropped connections for a
 while, more than once. Afterwards every accepted note has exactly one
 outcome (its transcript, charged once, or a refund, charged never), every
@@ -15,6 +15,7 @@ CI runs about a minute (VOXMESH_SOAK_SECONDS, default 60); the long form is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import pathlib
@@ -44,10 +45,17 @@ from voxmesh.audiofiles import encode
 from voxmesh.devmesh import Mesh
 from voxmesh.emulator.botapi import FaultPolicy
 
-pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
-
 SOAK_SECONDS = float(os.environ.get("VOXMESH_SOAK_SECONDS", "60"))
-USERS = [750001 + i for i in range(5)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.timeout(SOAK_SECONDS + 600),
+]
+
+USERS = [750001 + i for i in range(50)]
+# Each user acts every PACE seconds or so: 50 users at 20-40 s make about 1.7
+# actions a second, 0.75 notes, what two CPU cores transcribe with room to spare.
+PACE = (20.0, 40.0)
 STARS, CREDITS = 50, 500
 # What every answer to a job that produced no transcript says.
 RELEASED = "your credits were released"
@@ -102,12 +110,18 @@ async def quiet(mesh: Mesh, sim: Sim, timeout: float = 60) -> None:
     await asyncio.sleep(1)
 
 
+async def pause(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
 async def user_loop(
     mesh: Mesh, user: int, file_id: str, sim: Sim, stop: asyncio.Event, rng: random.Random
 ) -> None:
     emu = mesh.emulator
     sim.notes[user], sim.balances[user], sim.buys[user] = [], 0, 0
     n = 0
+    await pause(stop, rng.uniform(0.0, PACE[0]))  # users arrive one by one, not at once
     while not stop.is_set():
         await sim.paused.wait()
         n += 1
@@ -129,7 +143,7 @@ async def user_loop(
                 )
             )
             sim.buys[user] += 1
-        await asyncio.sleep(rng.uniform(2.0, 4.0))
+        await pause(stop, rng.uniform(*PACE))
 
 
 def fault_burst(seed: int) -> FaultPolicy:
@@ -145,7 +159,7 @@ def fault_burst(seed: int) -> FaultPolicy:
     )
 
 
-async def chaos(mesh: Mesh, sim: Sim, stop: asyncio.Event, rng: random.Random) -> None:
+async def chaos(mesh: Mesh, sim: Sim, rng: random.Random) -> None:
     """Kill the transcriber early (then warm up), then Telegram trouble at random."""
     loop = asyncio.get_running_loop()
     start = loop.time()
@@ -181,8 +195,6 @@ async def chaos(mesh: Mesh, sim: Sim, stop: asyncio.Event, rng: random.Random) -
     for i in range(slots):
         lo, hi = 0.45 + 0.5 * i / slots, 0.45 + 0.5 * (i + 1) / slots
         await until(rng.uniform(lo, (lo + hi) / 2))
-        if stop.is_set():
-            break
         await burst(6)
 
 
@@ -196,11 +208,12 @@ async def test_soak(mesh: Mesh, shared_audio: pathlib.Path) -> None:
     users = [
         asyncio.create_task(user_loop(mesh, u, file_id, sim, stop, random.Random(u))) for u in USERS
     ]
-    chaos_task = asyncio.create_task(chaos(mesh, sim, stop, rng))
+    chaos_task = asyncio.create_task(chaos(mesh, sim, rng))
     await asyncio.sleep(SOAK_SECONDS)
+    # Users go on until the chaos is done, also when the warm-up's quiet moment ran late.
+    await chaos_task
     stop.set()
     await asyncio.gather(*users)
-    await chaos_task
     emu.faults = FaultPolicy()
     assert sim.transcriber_kills >= 1 and sim.fault_bursts >= 2
     assert sum(1 for c in emu.calls() if c.fault) >= 5, "too few faults to prove anything"
@@ -246,7 +259,7 @@ async def test_soak(mesh: Mesh, shared_audio: pathlib.Path) -> None:
         f"{sum(1 for c in emu.calls() if c.fault)} injected faults, "
         f"RSS growth { ({k: f'{v:+.1%}' for k, v in growth.items()}) }"
     )
-    assert notes >= len(USERS)
+    assert notes >= 20, "too few notes to prove anything"
     # The issue's bar (< 10 %) is for the 10-minute soak. In the one-minute CI form
     # the transcriber, restarted seconds before the baseline, is still warming its
     # model's allocator caches (+5 % to +10.7 % seen), which a minute cannot tell
