@@ -92,7 +92,7 @@ class Sim:
         self.paused.set()
 
 
-async def quiet(mesh: Mesh, sim: Sim, timeout: float = 60) -> None:
+async def quiet(mesh: Mesh, sim: Sim, timeout: float = 180) -> None:
     """Wait until every note so far has its answer and no hold is pending."""
 
     def answered() -> bool:
