@@ -174,6 +174,16 @@ async def serve(
         await on_shutdown()
 
 
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed: asyncpg's round trips and grpc.aio's
+    completion-queue wake-ups cost about a fifth less CPU on it (bench.billing)."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def run_main(
     service: str,
     load: Callable[[Mapping[str, str]], S],
@@ -206,7 +216,8 @@ def run_main(
     )
     provider = telemetry.setup(telemetry_settings)
     try:
-        asyncio.run(amain(settings, provider))
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            runner.run(amain(settings, provider))
     except KeyboardInterrupt:
         pass
     except fatal as exc:

@@ -9,23 +9,34 @@ creates a throwaway database, migrates it, seeds users with credits, then
 
 1. starts the billing server as its own process (``python -m billing``) and
    drives Reserve+Capture pairs from ``--clients`` concurrent gRPC clients
-   (a channel each) for ``--seconds``;
+   (a channel each) for ``--seconds``; the clients run in a process of their
+   own, as pgbench's do on the other side: bench/billing/client.cc, built once
+   into .bench/ where g++, protoc and gRPC C++ are installed (Debian:
+   ``apt-get install g++ libgrpc++-dev protobuf-compiler-grpc``), else
+   bench/billing/client.py (``--client`` picks one);
 2. runs pgbench against the same database with ``--clients`` connections,
    replaying the very statements billing/repo.py sends for one pair (the
    SQL text is imported from billing/sql.py, $n turned into pgbench variables),
    including the idempotency claim and the stored response;
 
 in alternating rounds, and prints pairs/s (median round) and pair latency
-p50/p99 for both, and their ratio. Finally it checks the books balance.
+p50/p99 for both, and their ratio. Both paths share the machine's cores, so
+it also prints where the CPU went, in milliseconds per pair: the billing
+server, the load generator (gRPC clients or pgbench) and the PostgreSQL
+backends serving it (read from /proc, so only for a server on this machine).
+Finally it checks the books balance.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import json
 import os
 import pathlib
 import re
+import resource
 import secrets
 import shutil
 import statistics
@@ -33,7 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
+from dataclasses import dataclass, field
 
 import asyncpg
 import grpc
@@ -43,14 +54,15 @@ sys.path.insert(0, str(REPO))
 
 from billing import sql  # noqa: E402
 from billing.migrate import migrate  # noqa: E402
-from billing.v1 import billing_pb2 as pb  # noqa: E402
-from billing.v1 import billing_pb2_grpc  # noqa: E402
 from voxmesh.embedded import EmbeddedPostgres, free_port  # noqa: E402
 
 USERS = 1_000
 SEED_CREDITS = 10**11
 AMOUNT = 10
 CAPTURE = 7
+# The application_name each path's PostgreSQL backends carry.
+BILLING_APP = "voxmesh-billing"
+PGBENCH_APP = "pgbench"
 # A response of the size billing stores for a Reserve/Capture (about 150 bytes).
 RESPONSE_HEX = "0a" * 150
 HASH_HEX = "ab" * 32
@@ -111,6 +123,80 @@ async def seed(dsn: str) -> None:
         await conn.close()
 
 
+# --- the load client ----------------------------------------------------------------
+
+
+def build_cc_client() -> tuple[pathlib.Path | None, str]:
+    """bench/billing/client.cc compiled into .bench/ (once per source version),
+    or None and why not."""
+    source = REPO / "bench" / "billing" / "client.cc"
+    proto = REPO / "proto" / "billing" / "v1" / "billing.proto"
+    digest = hashlib.sha256(source.read_bytes() + proto.read_bytes()).hexdigest()[:12]
+    binary = REPO / ".bench" / f"billing-client-{digest}"
+    if binary.exists():
+        return binary, ""
+    names = ("g++", "protoc", "grpc_cpp_plugin", "pkg-config")
+    tools = {name: shutil.which(name) for name in names}
+    missing = [name for name, path in tools.items() if path is None]
+    if missing:
+        return None, "missing " + ", ".join(missing)
+    flags = subprocess.run(
+        ["pkg-config", "--cflags", "--libs", "grpc++", "protobuf"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if flags.returncode != 0:
+        return None, "pkg-config finds no grpc++/protobuf"
+    print("building the C++ load client (once)...", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        generated = pathlib.Path(tmp)
+        steps = [
+            [
+                "protoc",
+                f"-I{REPO / 'proto'}",
+                f"--cpp_out={generated}",
+                f"--grpc_out={generated}",
+                f"--plugin=protoc-gen-grpc={tools['grpc_cpp_plugin']}",
+                "billing/v1/billing.proto",
+            ],
+            [
+                "g++",
+                "-O2",
+                "-std=c++17",
+                f"-I{generated}",
+                str(source),
+                str(generated / "billing" / "v1" / "billing.pb.cc"),
+                str(generated / "billing" / "v1" / "billing.grpc.pb.cc"),
+                "-o",
+                str(generated / "client"),
+                *flags.stdout.split(),
+                "-lpthread",
+            ],
+        ]
+        for step in steps:
+            done = subprocess.run(step, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                return None, f"{step[0]} failed: {done.stderr.strip()[-500:]}"
+        binary.parent.mkdir(exist_ok=True)
+        shutil.move(generated / "client", binary)
+    return binary, ""
+
+
+def load_client(choice: str) -> tuple[list[str], str]:
+    """The command that starts the gRPC clients (arguments TARGET CLIENTS
+    WARMUP SECONDS USERS AMOUNT CAPTURE TRACE_ID follow), and its name for the report."""
+    python = [sys.executable, "-m", "bench.billing.client"]
+    if choice == "python":
+        return python, "Python grpc.aio (bench/billing/client.py)"
+    binary, why = build_cc_client()
+    if binary is not None:
+        return [str(binary)], "C++ (bench/billing/client.cc)"
+    if choice == "cc":
+        raise SystemExit(f"cannot build the C++ load client: {why}")
+    return python, f"Python grpc.aio (bench/billing/client.py; no C++ client: {why})"
+
+
 # --- gRPC ---------------------------------------------------------------------------
 
 
@@ -133,62 +219,92 @@ async def wait_serving(target: str, proc: asyncio.subprocess.Process, timeout: f
     raise SystemExit("billing did not become ready")
 
 
+@dataclass
+class Phase:
+    """One path's measured windows, summed over rounds."""
+
+    rates: list[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    pairs: float = 0.0
+    seconds: float = 0.0
+    # CPU seconds spent inside the windows, by part: server, load, postgres.
+    cpu: dict[str, float] = field(default_factory=dict)
+
+    def add(self, rate: float, latencies: list[float], seconds: float, **cpu: float) -> None:
+        self.rates.append(rate)
+        self.latencies.extend(latencies)
+        self.pairs += rate * seconds
+        self.seconds += seconds
+        for part, value in cpu.items():
+            self.cpu[part] = self.cpu.get(part, 0.0) + value
+
+
+class Backends:
+    """CPU time of the PostgreSQL backends one path uses, from /proc (NaN
+    when the server is on another machine or not ours to read)."""
+
+    def __init__(self, admin: asyncpg.Connection, database: str, application: str) -> None:
+        self._admin = admin
+        self._database = database
+        self._application = application
+        self._start: dict[int, float] = {}
+
+    async def _read(self) -> dict[int, float]:
+        rows = await self._admin.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = $2",
+            self._database,
+            self._application,
+        )
+        return {r["pid"]: process_cpu(r["pid"]) for r in rows}
+
+    async def start(self) -> None:
+        self._start = await self._read()
+
+    async def used(self) -> float:
+        """CPU seconds since start(), summed over the backends alive now."""
+        now = await self._read()
+        if not now:
+            return float("nan")
+        return sum(cpu - self._start.get(pid, 0.0) for pid, cpu in now.items())
+
+
 async def grpc_phase(
-    target: str, clients: int, seconds: float, warmup: float
-) -> tuple[float, list[float]]:
-    """Pairs per second and each pair's latency (seconds) after the warm-up."""
-    latencies: list[float] = []
-    counting = False
-    stop = False
-    run_id = secrets.token_hex(3)
-
-    async def client(n: int) -> None:
-        channel = grpc.aio.insecure_channel(target)
-        stub = billing_pb2_grpc.BillingServiceStub(channel)
-        seq = 0
-        rng = uuid.uuid4().int
-        try:
-            while not stop:
-                seq += 1
-                user = (rng + seq * 7919) % USERS + 1
-                key = f"{run_id}-{n}-{seq}"
-                t0 = time.perf_counter()
-                r = await stub.Reserve(
-                    pb.ReserveRequest(
-                        idempotency_key=key,
-                        user_id=user,
-                        amount_credits=AMOUNT,
-                        job=pb.Job(
-                            chat_id=n + 1,
-                            message_id=seq,
-                            file_id="f",
-                            duration_seconds=60,
-                            trace_id=TRACE_ID,
-                        ),
-                    ),
-                    timeout=30,
-                )
-                await stub.Capture(
-                    pb.CaptureRequest(
-                        idempotency_key=key, hold_id=r.hold.hold_id, amount_credits=CAPTURE
-                    ),
-                    timeout=30,
-                )
-                if counting:
-                    latencies.append(time.perf_counter() - t0)
-        finally:
-            await channel.close()
-
-    tasks = [asyncio.create_task(client(n)) for n in range(clients)]
-    await asyncio.sleep(warmup)
-    counting = True
-    start = time.perf_counter()
-    await asyncio.sleep(seconds)
-    counting = False
-    elapsed = time.perf_counter() - start
-    stop = True
-    await asyncio.gather(*tasks)
-    return len(latencies) / elapsed, latencies
+    client: list[str],
+    servers: Servers,
+    clients: int,
+    seconds: float,
+    warmup: float,
+    backends: Backends,
+) -> tuple[float, list[float], float, dict[str, float]]:
+    """Pairs per second, each pair's latency (seconds), the window's length,
+    and the CPU seconds each part used in it."""
+    proc = await asyncio.create_subprocess_exec(
+        *client,
+        servers.target,
+        str(clients),
+        str(warmup),
+        str(seconds),
+        *(str(v) for v in (USERS, AMOUNT, CAPTURE, TRACE_ID)),
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    # Sample the server and its backends when the clients' window opens and closes.
+    if (await proc.stdout.readline()).strip() != b"start":
+        raise SystemExit(f"the gRPC clients exited with {await proc.wait()} before measuring")
+    server0 = servers.cpu()
+    await backends.start()
+    await proc.stdout.readline()  # "end"
+    server = servers.cpu() - server0
+    postgres = await backends.used()
+    output = await proc.stdout.read()
+    if await proc.wait() != 0:
+        raise SystemExit(f"the gRPC clients exited with {proc.returncode}")
+    result = json.loads(output)
+    latencies: list[float] = result["latencies"]
+    elapsed: float = result["elapsed"]
+    cpu = {"server": server, "load": result["cpu"], "postgres": postgres}
+    return len(latencies) / elapsed, latencies, elapsed, cpu
 
 
 def process_cpu(pid: int) -> float:
@@ -238,8 +354,9 @@ def pgbench_script() -> str:
 
 def pgbench_phase(
     dsn: str, clients: int, seconds: float, workdir: pathlib.Path
-) -> tuple[float, list[float]]:
-    """Pairs (script runs) per second and each pair's latency in seconds."""
+) -> tuple[float, list[float], float]:
+    """Pairs (script runs) per second, each pair's latency in seconds, and
+    the CPU seconds pgbench itself used."""
     script = workdir / "reserve_capture.sql"
     script.write_text(pgbench_script())
     defines = {
@@ -279,7 +396,11 @@ def pgbench_phase(
     for name, value in defines.items():
         cmd += ["-D", f"{name}={value}"]
     cmd.append(dsn)
+    # Only pgbench ends while this runs, so the children's usage is its own.
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=workdir)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     if out.returncode != 0:
         raise SystemExit(f"pgbench failed:\n{out.stdout}\n{out.stderr}")
     tps = float(re.search(r"tps = ([\d.]+)", out.stdout).group(1))  # type: ignore[union-attr]
@@ -293,7 +414,7 @@ def pgbench_phase(
     failed = re.search(r"number of failed transactions: (\d+)", out.stdout)
     if failed and int(failed.group(1)):
         raise SystemExit(f"pgbench had failed transactions:\n{out.stdout}")
-    return tps, latencies
+    return tps, latencies, load
 
 
 # --- main ---------------------------------------------------------------------------
@@ -358,6 +479,24 @@ class Servers:
                 await proc.wait()
 
 
+async def pgbench_round(
+    dsn: str, clients: int, seconds: float, workdir: pathlib.Path, backends: Backends
+) -> tuple[float, list[float], float, dict[str, float]]:
+    """pgbench_phase, with its backends' CPU sampled inside the run."""
+    run = asyncio.create_task(asyncio.to_thread(pgbench_phase, dsn, clients, seconds, workdir))
+    # Inside the run: after pgbench has connected, before it stops.
+    await asyncio.sleep(min(1.0, seconds / 4))
+    await backends.start()
+    t0 = time.perf_counter()
+    await asyncio.sleep(seconds * 3 / 4 - 0.3)
+    postgres = await backends.used()
+    window = time.perf_counter() - t0
+    rate, latencies, load = await run
+    # Over `seconds`: the backends' window scaled up, pgbench's whole run as it is.
+    cpu = {"server": 0.0, "load": load, "postgres": postgres * seconds / window}
+    return rate, latencies, seconds, cpu
+
+
 async def main_async(args: argparse.Namespace) -> None:
     # Other work on the machine skews both paths; the header shows how much there was.
     load_before = os.getloadavg()[0]
@@ -372,9 +511,8 @@ async def main_async(args: argparse.Namespace) -> None:
     await admin.execute(f'CREATE DATABASE "{name}"')
     dsn = with_database(server_dsn, name)
     replicas = [int(r) for r in args.replicas.split(",")]
-    rates: dict[str, list[float]] = {}
-    lats: dict[str, list[float]] = {}
-    cpu: dict[str, float] = {}
+    client, client_name = load_client(args.client)
+    phases: dict[str, Phase] = {}
     env = {
         **os.environ,
         "DATABASE_URL": dsn,
@@ -393,24 +531,20 @@ async def main_async(args: argparse.Namespace) -> None:
         # the machine falls on all alike; report the median round.
         for _ in range(args.rounds):
             for n in replicas:
-                label = f"gRPC billing x{n}"
                 async with Servers(env, n, args.clients, workdir) as servers:
-                    cpu0 = servers.cpu(), process_cpu(os.getpid())
-                    rate, lat = await grpc_phase(
-                        servers.target, args.clients, args.seconds, args.warmup
+                    rate, lat, seconds, cpu = await grpc_phase(
+                        client,
+                        servers,
+                        args.clients,
+                        args.seconds,
+                        args.warmup,
+                        Backends(admin, name, BILLING_APP),
                     )
-                    cpu[label] = cpu.get(label, 0.0) + servers.cpu() - cpu0[0]
-                    cpu[label + " client"] = (
-                        cpu.get(label + " client", 0.0) + process_cpu(os.getpid()) - cpu0[1]
-                    )
-                rates.setdefault(label, []).append(rate)
-                lats.setdefault(label, []).extend(lat)
-            label = "pgbench, same SQL"
-            rate, lat = await asyncio.to_thread(
-                pgbench_phase, dsn, args.clients, args.seconds, workdir
+                phases.setdefault(f"gRPC billing x{n}", Phase()).add(rate, lat, seconds, **cpu)
+            rate, lat, seconds, cpu = await pgbench_round(
+                dsn, args.clients, args.seconds, workdir, Backends(admin, name, PGBENCH_APP)
             )
-            rates.setdefault(label, []).append(rate)
-            lats.setdefault(label, []).extend(lat)
+            phases.setdefault("pgbench, same SQL", Phase()).add(rate, lat, seconds, **cpu)
         await check_books(dsn)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -424,28 +558,31 @@ async def main_async(args: argparse.Namespace) -> None:
         f"\nbilling Reserve+Capture pairs: {args.clients} concurrent clients, {args.rounds}"
         f" alternating rounds of {args.seconds:.0f} s, {where}, {os.cpu_count()} CPUs,"
         f" tracing {'on' if args.tracing else 'off'}, load average {load_before:.1f} before"
-        f" / {os.getloadavg()[0]:.1f} after"
+        f" / {os.getloadavg()[0]:.1f} after; gRPC load client: {client_name}"
     )
     print(
         f"{'path':<20}{'pairs/s':>9}{'rounds':>18}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'ratio':>7}{'server CPU':>12}"
+        f"{'ratio':>7}{'server CPU':>12}   CPU ms/pair: server + load + PostgreSQL"
     )
-    baseline = statistics.median(rates["pgbench, same SQL"])
-    busy = args.rounds * (args.seconds + args.warmup)
-    for label, values in rates.items():
-        median = statistics.median(values)
-        server_cpu = f"{cpu[label] / busy:.0%}" if label in cpu else "-"
+    baseline = statistics.median(phases["pgbench, same SQL"].rates)
+    for label, phase in phases.items():
+        median = statistics.median(phase.rates)
+        server = phase.cpu["server"]
+        cores = f"{server / phase.seconds:.0%}" if server else "-"
+        per_pair = " + ".join(
+            f"{phase.cpu[part] / phase.pairs * 1e3:.2f}" if phase.pairs else "nan"
+            for part in ("server", "load", "postgres")
+        )
         print(
-            f"{label:<20}{median:>9.0f}{' '.join(f'{r:.0f}' for r in values):>18}"
-            f"{percentile(lats[label], 0.5) * 1e3:>9.1f}"
-            f"{percentile(lats[label], 0.99) * 1e3:>9.1f}"
-            f"{median / baseline:>7.2f}{server_cpu:>12}"
+            f"{label:<20}{median:>9.0f}{' '.join(f'{r:.0f}' for r in phase.rates):>18}"
+            f"{percentile(phase.latencies, 0.5) * 1e3:>9.1f}"
+            f"{percentile(phase.latencies, 0.99) * 1e3:>9.1f}"
+            f"{median / baseline:>7.2f}{cores:>12}   {per_pair}"
         )
     print(
-        "ratio = pairs/s over pgbench's (goal >= 0.50); server CPU in cores while it ran"
-        " (the bench's own gRPC clients used "
-        + ", ".join(f"{cpu[k] / busy:.0%}" for k in cpu if k.endswith("client"))
-        + ")"
+        "ratio = pairs/s over pgbench's (goal >= 0.50); server CPU in cores while measured;"
+        " load = the gRPC clients' process or pgbench; PostgreSQL = the path's backends"
+        " (nan: not readable from here)"
     )
 
 
@@ -459,6 +596,12 @@ def main() -> None:
         "--replicas",
         default="1,2",
         help="billing processes behind the one address, comma list (one row each)",
+    )
+    parser.add_argument(
+        "--client",
+        choices=("auto", "cc", "python"),
+        default="auto",
+        help="the gRPC load client: C++ where it builds (auto), C++ or nothing (cc), Python",
     )
     parser.add_argument(
         "--tracing", action="store_true", help="keep OpenTelemetry spans on (no exporter)"
