@@ -214,7 +214,7 @@ class TelemetrySettings:
     # deprecated its Zipkin exporters and Zipkin also ingests OTLP.
     exporter: str = "zipkin"
     zipkin_endpoint: str = "http://127.0.0.1:9411/api/v2/spans"
-    otlp_endpoint: str = "http://127.0.0.1:4317"
+    otlp_endpoint: str = "http://127.0.0.1:4318"
     sampler: str = "parentbased_traceidratio"
     sampler_arg: float = 1.0
     zipkin_ui_url: str = "http://127.0.0.1:9411/zipkin"
@@ -232,7 +232,7 @@ class TelemetrySettings:
             zipkin_endpoint=env_str(
                 env, "OTEL_EXPORTER_ZIPKIN_ENDPOINT", "http://127.0.0.1:9411/api/v2/spans"
             ),
-            otlp_endpoint=env_str(env, "OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
+            otlp_endpoint=env_str(env, "OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
             sampler=env_choice(
                 env,
                 "OTEL_TRACES_SAMPLER",

@@ -1,28 +1,45 @@
 """The interceptor chains, built in one place.
 
-Server chain, outermost first: tracing (OpenTelemetry, so every later step
-runs inside the server span) and then :class:`ServerCallInterceptor`, which
-in this order bounds the call by its deadline (or the configured default),
-records metrics, logs the outcome at a level picked from the status code, and
-maps errors: a :class:`voxmesh.errors.ServiceError` becomes its status with
-ErrorInfo; an unexpected exception becomes INTERNAL whose message holds only
-the trace id (the traceback goes to the log, never to the caller).
+Server: :class:`ServerCallInterceptor`, which in this order opens the server
+span (the caller's context from W3C or B3 metadata, so every later step and
+interceptor runs inside it), bounds the call by its deadline (or the
+configured default), records metrics, logs the outcome at a level picked from
+the status code, and maps errors: a :class:`voxmesh.errors.ServiceError`
+becomes its status with ErrorInfo; an unexpected exception becomes INTERNAL
+whose message holds only the trace id (the traceback goes to the log, never
+to the caller).
 
-Client chain: tracing, then deadline propagation (what is left of the
-deadline of the RPC being served, minus a margin, caps every outgoing call).
+Client: one interceptor per call type that opens the client span, injects its
+context into the metadata and caps the call's timeout by what is left of the
+deadline of the RPC being served, minus a margin.
+
+Spans follow OpenTelemetry's RPC conventions (``rpc.system``, ``rpc.service``,
+``rpc.method``, ``rpc.grpc.status_code``; a server span is an error only for
+the codes that mean the server failed) with Zipkin-style lowercase names such
+as ``billing.v1.billingservice/reserve``. They are made here rather than by
+opentelemetry-instrumentation-grpc because its generic interceptors cost a
+traced RPC about twice the span work: an extra interceptor layer on each side,
+a proxy around every servicer context, generator-based context managers, and
+attributes (user agent, peer name) that say the same for every call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
-from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.propagators.textmap import Setter
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from voxmesh import deadline
 from voxmesh.errors import (
@@ -33,7 +50,7 @@ from voxmesh.errors import (
     Unavailable,
 )
 from voxmesh.metrics import Metrics
-from voxmesh.telemetry import current_trace_id, grpc_filter
+from voxmesh.telemetry import HEALTH_SERVICE, current_trace_id
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +82,61 @@ _PASS_THROUGH_CODES = {
 }
 
 
+# A server span is an error only when the server failed; a caller's mistake
+# (INVALID_ARGUMENT, NOT_FOUND, ...) is the client span's error.
+_SERVER_ERROR_CODES = {
+    grpc.StatusCode.UNKNOWN,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.UNIMPLEMENTED,
+    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DATA_LOSS,
+}
+_HEALTH_PREFIX = f"/{HEALTH_SERVICE}/"
+_TRACER_NAME = "voxmesh.grpc"
+
 Wrap = Callable[[Any], Any]
+
+
+@functools.lru_cache(maxsize=1024)
+def describe(method: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """A full method's span name and the constant attributes of its server and client spans.
+
+    ``/billing.v1.BillingService/Reserve`` is named
+    ``billing.v1.billingservice/reserve``: Zipkin indexes names lowercase and
+    its UI filters on low-cardinality names. A client span names the service it
+    calls (``peer.service``: "billing"), from which Zipkin, over JSON or OTLP,
+    draws the remote endpoint its dependency graph is built from.
+    """
+    service, _, name = method.lstrip("/").partition("/")
+    server = {
+        "rpc.system": "grpc",
+        "rpc.service": service,
+        "rpc.method": name,
+        # Updated when the call ends with another code.
+        "rpc.grpc.status_code": grpc.StatusCode.OK.value[0],
+    }
+    client = {**server, "peer.service": service.split(".", 1)[0].lower()}
+    return method.lstrip("/").lower(), server, client
+
+
+def _peer_attributes(peer: str) -> Mapping[str, Any]:
+    """``ipv4:10.2.1.1:57284`` (or ``ipv6:[::1]:57284``) as the caller's address and port."""
+    kind, _, address = peer.partition(":")
+    if kind not in {"ipv4", "ipv6"}:
+        return {}
+    host, _, port = address.split(",", 1)[0].rpartition(":")
+    if not port.isdigit():
+        return {}
+    return {"net.peer.ip": host.strip("[]"), "net.peer.port": int(port)}
+
+
+def _finish(span: Span, code: grpc.StatusCode, description: str | None, *, server: bool) -> None:
+    if code is grpc.StatusCode.OK or not span.is_recording():
+        return
+    span.set_attribute("rpc.grpc.status_code", code.value[0])
+    if not server or code in _SERVER_ERROR_CODES:
+        span.set_status(Status(StatusCode.ERROR, f"{code.name}: {description or ''}".rstrip()))
 
 
 def rewrap(handler: grpc.RpcMethodHandler, *, unary: Wrap, stream: Wrap) -> grpc.RpcMethodHandler:
@@ -98,7 +169,7 @@ def level_for(code: grpc.StatusCode) -> int:
 
 
 class ServerCallInterceptor(grpc.aio.ServerInterceptor):
-    """Deadline, metrics, logging and error mapping for every RPC."""
+    """Server span, deadline, metrics, logging and error mapping for every RPC."""
 
     def __init__(
         self,
@@ -107,11 +178,13 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):
         metrics: Metrics,
         default_deadline: float,
         deadline_margin: float = 0.05,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self._domain = domain
         self._metrics = metrics
         self._default_deadline = default_deadline
         self._margin = deadline_margin
+        self._tracer = trace.get_tracer(_TRACER_NAME, tracer_provider=tracer_provider)
 
     async def intercept_service(
         self,
@@ -132,11 +205,29 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):
     def _budget(self, context: grpc.aio.ServicerContext) -> float:
         return deadline.clamp(context.time_remaining(), self._default_deadline)
 
+    def _open_span(
+        self, method: str, context: grpc.aio.ServicerContext
+    ) -> tuple[Span, contextvars.Token[otel_context.Context]]:
+        """Start the server span as a child of the caller's context and make it current."""
+        metadata = context.invocation_metadata()
+        parent = propagate.extract(dict(metadata)) if metadata else None
+        name, attributes, _ = describe(method)
+        span = self._tracer.start_span(
+            name,
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes={**attributes, **_peer_attributes(context.peer())},
+        )
+        return span, otel_context.attach(trace.set_span_in_context(span, parent))
+
     def _wrap_unary(self, behavior: Any, method: str, short: str) -> Any:
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            span, token = self._open_span(method, context)
             budget = self._budget(context)
             start = time.monotonic()
             code = grpc.StatusCode.OK
+            failure: str | None = None
+            ended = False
             self._metrics.in_flight.labels(self._metrics.service).inc()
             try:
                 with deadline.bound(budget, margin=self._margin):
@@ -145,19 +236,29 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):
             except BaseException as exc:
                 code, err = self._classify(exc, context, method)
                 if err is None:
+                    failure = _aborted_details(context)
                     raise
+                # Metrics, log and span first: the caller may act on the status
+                # (and read them) before this coroutine resumes after sending it.
+                self._end(span, method, short, code, start, err.message)
+                ended = True
                 await self._abort(err, context)
                 raise  # abort raised; this keeps type checkers honest
             finally:
-                self._done(method, short, code, start)
+                if not ended:
+                    self._end(span, method, short, code, start, failure)
+                otel_context.detach(token)
 
         return call
 
     def _wrap_stream(self, behavior: Any, method: str, short: str) -> Any:
         async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            span, token = self._open_span(method, context)
             budget = self._budget(context)
             start = time.monotonic()
             code = grpc.StatusCode.OK
+            failure: str | None = None
+            ended = False
             self._metrics.in_flight.labels(self._metrics.service).inc()
             try:
                 with deadline.bound(budget, margin=self._margin):
@@ -167,14 +268,28 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):
             except BaseException as exc:
                 code, err = self._classify(exc, context, method)
                 if err is None:
+                    failure = _aborted_details(context)
                     raise
+                self._end(span, method, short, code, start, err.message)
+                ended = True
                 await self._abort(err, context)
             finally:
-                self._done(method, short, code, start)
+                if not ended:
+                    self._end(span, method, short, code, start, failure)
+                otel_context.detach(token)
 
         return call
 
-    def _done(self, method: str, short: str, code: grpc.StatusCode, start: float) -> None:
+    def _end(
+        self,
+        span: Span,
+        method: str,
+        short: str,
+        code: grpc.StatusCode,
+        start: float,
+        failure: str | None,
+    ) -> None:
+        """Record the call's outcome: metrics, the log line, the span's status and end."""
         elapsed = time.monotonic() - start
         self._metrics.in_flight.labels(self._metrics.service).dec()
         self._metrics.observe(short, code.name, elapsed)
@@ -185,6 +300,8 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):
             code.name,
             extra={"grpc_method": method, "grpc_code": code.name, "duration_ms": elapsed * 1e3},
         )
+        _finish(span, code, failure, server=True)
+        span.end()
 
     def _classify(
         self, exc: BaseException, context: grpc.aio.ServicerContext, method: str
@@ -208,6 +325,9 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):
         elif isinstance(exc, Exception):
             trace_id = current_trace_id()
             log.error("unexpected error in %s (trace %s)", method, trace_id or "-", exc_info=exc)
+            # The server span (current here) keeps the exception too; expected
+            # failures (ServiceError, aborts) carry only their status.
+            trace.get_current_span().record_exception(exc)
             err = Internal(f"internal error; reference {trace_id or 'none'}")
         else:
             return grpc.StatusCode.CANCELLED, None
@@ -235,6 +355,14 @@ def _aborted_code(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
     return grpc.StatusCode.UNKNOWN
 
 
+def _aborted_details(context: grpc.aio.ServicerContext) -> str | None:
+    try:
+        details = context.details()
+    except Exception:  # noqa: BLE001 - older contexts lack details()
+        return None
+    return details if isinstance(details, str) else None
+
+
 def _from_downstream(exc: grpc.aio.AioRpcError) -> ServiceError:
     code = exc.code()
     cls: type[ServiceError] = {
@@ -256,70 +384,154 @@ def server_interceptors(
 ) -> list[grpc.aio.ServerInterceptor]:
     """The server chain, outermost first."""
     return [
-        aio_server_interceptor(tracer_provider=tracer_provider, filter_=grpc_filter()),
         ServerCallInterceptor(
             domain=domain,
             metrics=metrics,
             default_deadline=default_deadline,
             deadline_margin=deadline_margin,
+            tracer_provider=tracer_provider,
         ),
     ]
 
 
-def _with_deadline(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+def _with_deadline(
+    details: grpc.aio.ClientCallDetails, metadata: grpc.aio.Metadata | None = None
+) -> grpc.aio.ClientCallDetails:
     timeout = deadline.outgoing_timeout(details.timeout)
-    if timeout is None:
+    if timeout is None and metadata is None:
         return details
-    # Already past the deadline: a tiny timeout makes gRPC fail the call
-    # locally with DEADLINE_EXCEEDED instead of sending work nobody awaits.
+    if timeout is not None:
+        # Already past the deadline: a tiny timeout makes gRPC fail the call
+        # locally with DEADLINE_EXCEEDED instead of sending work nobody awaits.
+        timeout = max(timeout, 0.001)
     return grpc.aio.ClientCallDetails(
         method=details.method,
-        timeout=max(timeout, 0.001),
-        metadata=details.metadata,
+        timeout=timeout,
+        metadata=details.metadata if metadata is None else metadata,
         credentials=details.credentials,
         wait_for_ready=details.wait_for_ready,
     )
 
 
-class _DeadlineUnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
+class _MetadataSetter(Setter[grpc.aio.Metadata]):
+    def set(self, carrier: grpc.aio.Metadata, key: str, value: str) -> None:
+        carrier[key.lower()] = value  # gRPC refuses uppercase metadata keys
+
+
+_metadata_setter = _MetadataSetter()
+
+
+def _fail(span: Span, exc: BaseException) -> None:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        _finish(span, exc.code(), exc.details(), server=False)
+    elif isinstance(exc, asyncio.CancelledError):
+        _finish(span, grpc.StatusCode.CANCELLED, "cancelled by the caller", server=False)
+    else:
+        _finish(span, grpc.StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}", server=False)
+
+
+class _ClientCalls:
+    """What every client call goes through: its span, trace headers and deadline."""
+
+    def __init__(self, tracer_provider: TracerProvider | None) -> None:
+        self._tracer = trace.get_tracer(_TRACER_NAME, tracer_provider=tracer_provider)
+
+    def _prepare(
+        self, details: grpc.aio.ClientCallDetails
+    ) -> tuple[Span | None, grpc.aio.ClientCallDetails]:
+        method = details.method
+        # grpc passes the method as bytes (grpc/grpc#31092).
+        if isinstance(method, bytes):
+            method = method.decode()
+        if method.startswith(_HEALTH_PREFIX) or not is_instrumentation_enabled():
+            return None, _with_deadline(details)
+        name, _, attributes = describe(method)
+        span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+        metadata = grpc.aio.Metadata(*details.metadata) if details.metadata else grpc.aio.Metadata()
+        propagate.inject(metadata, trace.set_span_in_context(span), setter=_metadata_setter)
+        return span, _with_deadline(details, metadata)
+
+    @staticmethod
+    async def _unary(span: Span | None, call: Awaitable[Any]) -> Any:
+        """The call, once it has ended (its span with it); its error reaches the caller."""
+        if span is None:
+            return await call
+        try:
+            done = await call
+            code = await done.code()
+            if code is not grpc.StatusCode.OK:
+                _finish(span, code, await done.details(), server=False)
+            return done
+        except BaseException as exc:
+            _fail(span, exc)
+            raise
+        finally:
+            span.end()
+
+    @staticmethod
+    async def _streamed(span: Span | None, call: Awaitable[Any]) -> Any:
+        """The call once started; with a span, its responses, which end the span with them."""
+        if span is None:
+            return await call
+        try:
+            started = await call
+        except BaseException as exc:
+            _fail(span, exc)
+            span.end()
+            raise
+        return _ClientCalls._stream(span, started)
+
+    @staticmethod
+    async def _stream(span: Span, call: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        try:
+            async for response in call:
+                yield response
+        except BaseException as exc:
+            _fail(span, exc)
+            raise
+        finally:
+            span.end()
+
+
+class _UnaryUnary(_ClientCalls, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(
         self, continuation: Any, client_call_details: Any, request: Any
     ) -> Any:
-        return await continuation(_with_deadline(client_call_details), request)
+        span, details = self._prepare(client_call_details)
+        return await self._unary(span, continuation(details, request))
 
 
-class _DeadlineUnaryStream(grpc.aio.UnaryStreamClientInterceptor):
-    async def intercept_unary_stream(
-        self, continuation: Any, client_call_details: Any, request: Any
-    ) -> Any:
-        return await continuation(_with_deadline(client_call_details), request)
-
-
-class _DeadlineStreamUnary(grpc.aio.StreamUnaryClientInterceptor):
+class _StreamUnary(_ClientCalls, grpc.aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(
         self, continuation: Any, client_call_details: Any, request_iterator: Any
     ) -> Any:
-        return await continuation(_with_deadline(client_call_details), request_iterator)
+        span, details = self._prepare(client_call_details)
+        return await self._unary(span, continuation(details, request_iterator))
 
 
-class _DeadlineStreamStream(grpc.aio.StreamStreamClientInterceptor):
+class _UnaryStream(_ClientCalls, grpc.aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(
+        self, continuation: Any, client_call_details: Any, request: Any
+    ) -> Any:
+        span, details = self._prepare(client_call_details)
+        return await self._streamed(span, continuation(details, request))
+
+
+class _StreamStream(_ClientCalls, grpc.aio.StreamStreamClientInterceptor):
     async def intercept_stream_stream(
         self, continuation: Any, client_call_details: Any, request_iterator: Any
     ) -> Any:
-        return await continuation(_with_deadline(client_call_details), request_iterator)
+        span, details = self._prepare(client_call_details)
+        return await self._streamed(span, continuation(details, request_iterator))
 
 
 def client_interceptors(
     *, tracer_provider: TracerProvider | None = None
 ) -> Sequence[grpc.aio.ClientInterceptor]:
-    """The client chain: tracing, then deadline propagation."""
-    tracing: list[grpc.aio.ClientInterceptor] = list(
-        aio_client_interceptors(tracer_provider=tracer_provider, filter_=grpc_filter())
-    )
+    """One interceptor per call type: span, trace headers, deadline."""
     return [
-        *tracing,
-        _DeadlineUnaryUnary(),
-        _DeadlineUnaryStream(),
-        _DeadlineStreamUnary(),
-        _DeadlineStreamStream(),
+        _UnaryUnary(tracer_provider),
+        _UnaryStream(tracer_provider),
+        _StreamUnary(tracer_provider),
+        _StreamStream(tracer_provider),
     ]

@@ -3,8 +3,9 @@
 Both arms run the same server (the runtime's full interceptor chain) and the
 same closed-loop clients; only the tracer provider differs. With tracing on,
 every server and client span is exported through the Zipkin JSON exporter to a
-real collector in another process. Arms alternate (off, on, off, on, ...) so a
-noisy neighbour hurts both alike.
+real collector in another process, and the run fails if any span did not reach
+it (a dropped span would make tracing look cheaper than it is). Arms alternate
+(off, on, off, on, ...) so a noisy neighbour hurts both alike.
 
     python -m bench.tracing [--seconds 5] [--concurrency 16] [--rounds 3]
 """
@@ -18,10 +19,12 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 
 import grpc
 from opentelemetry import propagate
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from billing.v1 import billing_pb2, billing_pb2_grpc
 from voxmesh import telemetry
@@ -38,7 +41,25 @@ class Quote(billing_pb2_grpc.BillingServiceServicer):
         return billing_pb2.QuoteResponse(amount_credits=request.duration_seconds)
 
 
-async def arm(provider: TracerProvider, seconds: float, concurrency: int) -> float:
+class Counted(SpanExporter):
+    """The real exporter, counting the spans the collector accepted."""
+
+    def __init__(self, inner: SpanExporter) -> None:
+        self.inner = inner
+        self.accepted = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        result = self.inner.export(spans)
+        if result is SpanExportResult.SUCCESS:
+            self.accepted += len(spans)
+        return result
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+
+async def arm(provider: TracerProvider, seconds: float, concurrency: int) -> tuple[float, int]:
+    """RPCs per second, and the number of timed RPCs."""
     servicer = Quote()
     server = GrpcServer(
         ServerSettings(service="bench"),
@@ -73,7 +94,7 @@ async def arm(provider: TracerProvider, seconds: float, concurrency: int) -> flo
     await server.stop(0)
     await asyncio.to_thread(provider.force_flush)
     await asyncio.to_thread(provider.shutdown)
-    return done / elapsed
+    return done / elapsed, done
 
 
 def main() -> None:
@@ -109,18 +130,31 @@ def main() -> None:
     propagate.set_global_textmap(telemetry.propagator())
     on_rates: list[float] = []
     off_rates: list[float] = []
+    accepted = 0
     try:
         for _ in range(args.rounds):
             off = telemetry.make_tracer_provider(
                 TelemetrySettings(service_name="bench", exporter="none", sampler="always_off")
             )
-            off_rates.append(asyncio.run(arm(off, args.seconds, args.concurrency)))
-            on = telemetry.make_tracer_provider(
-                TelemetrySettings(
-                    service_name="bench", zipkin_endpoint=endpoint, sampler="always_on"
-                )
+            off_rates.append(asyncio.run(arm(off, args.seconds, args.concurrency))[0])
+            settings = TelemetrySettings(
+                service_name="bench", zipkin_endpoint=endpoint, sampler="always_on"
             )
-            on_rates.append(asyncio.run(arm(on, args.seconds, args.concurrency)))
+            exporter = telemetry.make_exporter(settings)
+            assert exporter is not None
+            counted = Counted(exporter)
+            on = telemetry.make_tracer_provider(settings, exporter=counted)
+            rate, calls = asyncio.run(arm(on, args.seconds, args.concurrency))
+            on_rates.append(rate)
+            # Three spans a timed call (the request's root, the client span, the
+            # server span); the warm-up call has no root.
+            expected = 3 * calls + 2
+            if counted.accepted != expected:
+                raise SystemExit(
+                    f"the collector got {counted.accepted} spans of {expected}: "
+                    "spans were dropped, so this round measured less than full tracing"
+                )
+            accepted += counted.accepted
     finally:
         collector.terminate()
         collector.wait()
@@ -129,6 +163,7 @@ def main() -> None:
     print(f"{'tracing off':<28}{off_m:>24.0f}")
     print(f"{'tracing on, 100% sampled':<28}{on_m:>24.0f}")
     print(f"ratio on/off: {on_m / off_m:.2f} (goal >= 0.90)")
+    print(f"spans the collector accepted: {accepted:,} (none dropped)")
 
 
 if __name__ == "__main__":
