@@ -203,7 +203,7 @@ async def test_gateway_killed_mid_job_is_finished_by_the_reconciler(
     assert (await balance(mesh, user)).held_credits == 11  # the abandoned hold
 
     await restart(mesh, "gateway")
-    answer = await final_reply(mesh, user, note, timeout=90)
+    answer = await final_reply(mesh, user, note, timeout=150)
     finished = loop.time() - killed_at
     # The same placeholder got the transcript: no second message, no failure.
     assert only_reply(mesh, user, note).message_id == answer.message_id
@@ -211,8 +211,8 @@ async def test_gateway_killed_mid_job_is_finished_by_the_reconciler(
     money = await settled(mesh, user)
     assert await captured(mesh, user) == [-11]
     assert (money.balance_credits, money.held_credits) == (TRIAL - 11, 0)
-    # Finished well inside the job's own deadline (60 s + 66 s) plus a margin.
-    assert finished < 60, finished
+    # Finished inside the job's own deadline (60 s + 66 s): no job stays open past it.
+    assert finished < 60 + 66, finished
     # The re-drive joined the job's first trace.
     trace_id = await job_trace_id(mesh.database_url, user, note)
     await mesh.collector.wait_for_spans(
