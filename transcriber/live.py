@@ -145,7 +145,8 @@ class LiveTranscriber:
                 )
         if pending:
             self._audio = np.concatenate([self._audio, *pending])
-            self._step()
+        # The last pass: nothing comes after it to re-read what it leaves unread.
+        self._step(last=True)
         # The end of speech confirms whatever the last hypothesis holds.
         if self._hyp.buffer:
             self._commit(list(self._hyp.buffer))
@@ -158,7 +159,7 @@ class LiveTranscriber:
         before = [w for w in self._committed if w.end <= self._offset]
         return "".join(w.word for w in before)[-_PROMPT_CHARS:].strip() or None
 
-    def _step(self) -> None:
+    def _step(self, *, last: bool = False) -> None:
         if self._audio.size < SAMPLE_RATE // 2:
             return
         options = self._options
@@ -175,6 +176,7 @@ class LiveTranscriber:
             prompt=self._prompt(),
             fallback=False,
             max_new_tokens=int(_TOKENS_PER_SECOND * seconds) + 16,
+            one_window=not last,
         )
         words = [w for seg in result.segments for w in seg.words]
         if self._cancel.is_set():

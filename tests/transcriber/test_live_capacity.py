@@ -108,9 +108,9 @@ async def test_four_live_streams_keep_up_and_a_fifth_is_refused(
 
     results = await asyncio.gather(*tasks)
     for (_, reference, phrase), (text, lag) in zip(talks, results, strict=True):
-        others = [p for _, _, p in talks if p != phrase]
+        # The talks share clips in different orders: a stream given another's
+        # audio would fail its own reference by far more than 0.2.
         assert phrase in text.lower(), (phrase, text)
-        assert not any(p in text.lower() for p in others), ("mixed up", phrase, text)
         assert wer(reference, text) <= 0.2, (reference, text)
         assert lag <= MAX_LAG, (phrase, lag)
     assert live.active == 0
