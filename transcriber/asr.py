@@ -116,7 +116,6 @@ class SpeechRecognizer:
         prompt: str | None = None,
         fallback: bool = True,
         max_new_tokens: int | None = None,
-        one_window: bool = True,
     ) -> WindowResult:
         """Transcribe one window (up to 30 s) of 16 kHz mono audio starting at ``offset`` seconds.
 
@@ -126,9 +125,6 @@ class SpeechRecognizer:
         ``fallback=False`` decodes once, greedily, instead of retrying at
         higher temperatures when the text looks repetitive; with
         ``max_new_tokens`` it bounds the cost of a pass over short audio.
-        ``one_window=False`` lets faster-whisper read the words after the
-        window's last timestamp in a second pass, for a caller with no next
-        window to carry them into (the end of a live stream).
         """
         language = options.language
         if not self.multilingual:
@@ -159,7 +155,7 @@ class SpeechRecognizer:
                     # the few words after its last timestamp, at the full cost of
                     # the encoder; the callers carry that tail into their next
                     # window themselves, so the first window is the last.
-                    _window_guard.armed = one_window
+                    _window_guard.armed = True
                     words = tuple(
                         Word(w.start + offset, w.end + offset, w.word, w.probability)
                         for w in (seg.words or ())

@@ -28,6 +28,7 @@ from transcriber.windowing import (
     SegmentEvent,
     Transcript,
     WorkCounters,
+    has_speech,
 )
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,13 @@ _HARD_LIMIT_SECONDS = 28.0
 _TIME_SLACK = 0.5
 # Fast speech is about 4 words, 5-6 tokens, a second; timestamps add a few.
 _TOKENS_PER_SECOND = 8
+# faster-whisper refuses prompt + max_new_tokens above Whisper's 448 tokens;
+# its prompt holds at most 223 tokens of earlier text plus the start sequence.
+_MAX_NEW_TOKENS = 448 - 228
+# At the end of a stream, speech this long after the last word is read again
+# (Whisper may end a pass early, and no later pass re-reads it); as in file mode.
+_UNREAD_SECONDS = 1.0
+_MAX_TAIL_PASSES = 4
 _STRIP = string.punctuation + string.whitespace
 
 
@@ -145,21 +153,38 @@ class LiveTranscriber:
                 )
         if pending:
             self._audio = np.concatenate([self._audio, *pending])
-        # The last pass: nothing comes after it to re-read what it leaves unread.
-        self._step(last=True)
-        # The end of speech confirms whatever the last hypothesis holds.
-        if self._hyp.buffer:
-            self._commit(list(self._hyp.buffer))
-            self._hyp.buffer = []
+        self._finish()
         total = self._offset + self._audio.size / SAMPLE_RATE
         language = self._language or Language(self._options.language or "en", 0.0)
         return Transcript(language, tuple(self._finals), total)
+
+    def _finish(self) -> None:
+        """The last passes: nothing comes after them to re-read what they leave unread."""
+        for tail_pass in range(_MAX_TAIL_PASSES):
+            known = len(self._committed)
+            self._step()
+            # The end of speech confirms whatever the last hypothesis holds.
+            if self._hyp.buffer:
+                self._commit(list(self._hyp.buffer))
+                self._hyp.buffer = []
+            if not self._committed or (tail_pass and len(self._committed) == known):
+                return  # a re-read that found nothing would find nothing again
+            end = self._committed[-1].end
+            cut = max(0, int((end - self._offset) * SAMPLE_RATE))
+            tail = self._audio[cut:]
+            # Whisper hallucinates on silence ("Thank you.", dots): only speech
+            # that VAD hears is worth another pass.
+            if tail.size <= _UNREAD_SECONDS * SAMPLE_RATE or not has_speech(tail):
+                return
+            self._audio = tail
+            self._offset = max(self._offset, end)
+            self._hyp.pop_committed(self._offset)
 
     def _prompt(self) -> str | None:
         before = [w for w in self._committed if w.end <= self._offset]
         return "".join(w.word for w in before)[-_PROMPT_CHARS:].strip() or None
 
-    def _step(self, *, last: bool = False) -> None:
+    def _step(self) -> None:
         if self._audio.size < SAMPLE_RATE // 2:
             return
         options = self._options
@@ -175,10 +200,10 @@ class LiveTranscriber:
             offset=self._offset,
             prompt=self._prompt(),
             fallback=False,
-            max_new_tokens=int(_TOKENS_PER_SECOND * seconds) + 16,
-            one_window=not last,
+            max_new_tokens=min(int(_TOKENS_PER_SECOND * seconds) + 16, _MAX_NEW_TOKENS),
         )
-        words = [w for seg in result.segments for w in seg.words]
+        # A word of punctuation alone (". . .") is Whisper's noise, not speech.
+        words = [w for seg in result.segments for w in seg.words if _key(w.word)]
         if self._cancel.is_set():
             raise Cancelled()
         self._counters.add(windows=1)

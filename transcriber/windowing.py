@@ -81,6 +81,11 @@ class Transcript:
     audio_seconds: float
 
 
+def has_speech(audio: AudioArray) -> bool:
+    """Whether VAD hears any speech in ``audio``."""
+    return bool(get_speech_timestamps(audio, _CUT_VAD, sampling_rate=SAMPLE_RATE))
+
+
 def find_cut(audio: AudioArray, min_samples: int) -> int:
     """Where to end a window: in the middle of the longest pause after min_samples.
 
