@@ -18,6 +18,8 @@ import numpy.typing as npt
 from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import _LANGUAGE_CODES
 
+from transcriber.audio import SAMPLE_RATE
+
 LANGUAGE_CODES: frozenset[str] = frozenset(_LANGUAGE_CODES)
 # faster-whisper's default schedule: retry at these temperatures when a
 # decode looks like a hallucination (repetitive or improbable).
@@ -148,6 +150,13 @@ class SpeechRecognizer:
             1.0 if (language is not None or not self.multilingual) else info.language_probability,
         )
 
+        # Whisper reads audio padded to 30 s and may place a last timestamp in
+        # the padding; no time may lie past the audio it was given.
+        end = offset + audio.size / SAMPLE_RATE
+
+        def at(seconds: float) -> float:
+            return min(seconds + offset, end)
+
         def shifted() -> Iterator[Segment]:
             try:
                 for seg in segments:
@@ -157,10 +166,10 @@ class SpeechRecognizer:
                     # window themselves, so the first window is the last.
                     _window_guard.armed = True
                     words = tuple(
-                        Word(w.start + offset, w.end + offset, w.word, w.probability)
+                        Word(at(w.start), at(w.end), w.word, w.probability)
                         for w in (seg.words or ())
                     )
-                    yield Segment(seg.start + offset, seg.end + offset, seg.text, words)
+                    yield Segment(at(seg.start), at(seg.end), seg.text, words)
             except _SecondWindow:
                 return
             finally:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 
 from tests.transcriber.conftest import Audio, wer
-from transcriber.asr import DecodeOptions
+from transcriber.asr import DecodeOptions, SpeechRecognizer
 from transcriber.audio import SAMPLE_RATE
 from transcriber.models import ModelRegistry
 from transcriber.windowing import Event, LanguageEvent, SegmentEvent, WindowedTranscriber, find_cut
@@ -98,3 +99,17 @@ def test_windows_match_one_shot(registry: ModelRegistry, speech: tuple[Audio, st
         windowed_text,
         one_shot_text,
     )
+
+
+def test_no_time_lies_past_the_audio() -> None:
+    # Whisper reads a short window padded to 30 s and may time its last words
+    # in the padding (seen: 0.9 s past the end of a 2.7 s tail window).
+    word = SimpleNamespace(start=2.0, end=3.6, word=" country.", probability=0.9)
+    segment = SimpleNamespace(start=0.0, end=3.64, text=" for your country.", words=[word])
+    info = SimpleNamespace(language="en", language_probability=1.0)
+    model = SimpleNamespace(model=None, transcribe=lambda *_, **__: (iter([segment]), info))
+    recognizer = SpeechRecognizer(model, name="fake", multilingual=False)
+    audio = np.zeros(int(2.7 * SAMPLE_RATE), np.float32)
+    got = list(recognizer.transcribe(audio, DecodeOptions(), offset=38.8).segments)
+    assert [(s.start, s.end) for s in got] == [(38.8, pytest.approx(41.5))]
+    assert [(w.start, w.end) for w in got[0].words] == [(40.8, pytest.approx(41.5))]
