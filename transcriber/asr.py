@@ -118,6 +118,7 @@ class SpeechRecognizer:
         prompt: str | None = None,
         fallback: bool = True,
         max_new_tokens: int | None = None,
+        cancel: threading.Event | None = None,
     ) -> WindowResult:
         """Transcribe one window (up to 30 s) of 16 kHz mono audio starting at ``offset`` seconds.
 
@@ -127,6 +128,9 @@ class SpeechRecognizer:
         ``fallback=False`` decodes once, greedily, instead of retrying at
         higher temperatures when the text looks repetitive; with
         ``max_new_tokens`` it bounds the cost of a pass over short audio.
+        ``cancel`` is the caller's stop flag: a recognizer that queues the
+        window (batching) stops waiting when it is set; this one starts at
+        once, and the caller checks the flag between segments.
         """
         language = options.language
         if not self.multilingual:

@@ -201,6 +201,7 @@ class LiveTranscriber:
             prompt=self._prompt(),
             fallback=False,
             max_new_tokens=min(int(_TOKENS_PER_SECOND * seconds) + 16, _MAX_NEW_TOKENS),
+            cancel=self._cancel,
         )
         # A word of punctuation alone (". . .") is Whisper's noise, not speech.
         words = [w for seg in result.segments for w in seg.words if _key(w.word)]

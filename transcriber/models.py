@@ -24,6 +24,7 @@ from pathlib import Path
 from faster_whisper import WhisperModel
 
 from transcriber.asr import OneWindowWhisperModel, SpeechRecognizer
+from transcriber.batching import BatchingRecognizer
 from transcriber.config import TranscriberConfig, builtin_tiny_en_dir
 from transcriber.errors import ModelUnavailable
 
@@ -227,6 +228,16 @@ class ModelRegistry:
                     model = self._factory(path, self._config)
                 except (RuntimeError, ValueError, OSError) as exc:
                     raise ModelUnavailable(f"model {name!r} failed to load: {exc}") from exc
-                recognizer = SpeechRecognizer(model, name=name, multilingual=entry.multilingual)
+                if self._config.batch_streams and self._config.max_batch > 1:
+                    recognizer = BatchingRecognizer(
+                        model,
+                        name=name,
+                        multilingual=entry.multilingual,
+                        max_batch=self._config.max_batch,
+                        # Passes at once: no more than CTranslate2 has replicas.
+                        workers=min(2, self._config.max_active_streams),
+                    )
+                else:
+                    recognizer = SpeechRecognizer(model, name=name, multilingual=entry.multilingual)
                 self._loaded[name] = recognizer
         return recognizer

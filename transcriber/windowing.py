@@ -204,7 +204,7 @@ class WindowedTranscriber:
             },
         ) as span:
             started = time.monotonic()
-            result = self._recognizer.transcribe(audio, options, offset=offset)
+            result = self._recognizer.transcribe(audio, options, offset=offset, cancel=self._cancel)
             if self._language is None:
                 self._language = result.language
                 self._emit(LanguageEvent(result.language))

@@ -226,6 +226,8 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, str]]:
         config = replace(config, max_active_streams=args.max_active)
     if args.cpu_threads is not None:
         config = replace(config, cpu_threads=args.cpu_threads)
+    if args.batch is not None:
+        config = replace(config, batch_streams=args.batch)
     registry = ModelRegistry(config)
     recognizer = registry.get(args.model)
     rows: list[tuple[str, str]] = [
@@ -235,6 +237,7 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, str]]:
         ),
         ("audio", f"{seconds:.1f} s OGG/Opus, {len(data) / 1024:.0f} KiB"),
         ("max active streams", str(config.max_active_streams)),
+        ("batch streams", f"{'on' if config.batch_streams else 'off'} (max {config.max_batch})"),
     ]
 
     # Baseline: one-shot faster-whisper, decoding included, as its README does it.
@@ -315,6 +318,14 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, str]]:
                 f"{sustained}  ({'; '.join(live_notes)})",
             ),
         ]
+    stats = getattr(recognizer, "stats", None)
+    if stats is not None:
+        rows.append(
+            (
+                "batches run (windows, largest)",
+                f"{stats.batches} ({stats.items}, {stats.largest}); {stats.rerun} re-run",
+            )
+        )
     rows.append(("peak RSS", f"{peak_rss_mib():.0f} MiB"))
     return rows
 
@@ -355,6 +366,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--streams", type=int, default=4)
     parser.add_argument("--max-active", type=int, default=0, help="0: the server default")
     parser.add_argument("--cpu-threads", type=int, default=None, help="default: the server's")
+    parser.add_argument(
+        "--batch",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="decode concurrent streams' windows together (default: TRANSCRIBER_BATCH_STREAMS)",
+    )
     parser.add_argument(
         "--live-seconds", type=float, default=30.0, help="live clip length (0: skip live mode)"
     )
