@@ -30,7 +30,8 @@ pytestmark = pytest.mark.slow
 STEP = 0.2  # seconds of PCM per message, sent at real-time pace
 # Every stream must end, with its own text, in bounded time. Whether four keep
 # up with real time (lag <= 5 s, the bar) is bench.transcriber's
-# measure: on 2 shared cores it is not met yet (see the README).
+# measure: met on a quiet machine, at the limit (see the README); a suite
+# shares the cores with other work.
 MAX_LAG = 60.0
 
 
