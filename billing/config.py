@@ -30,7 +30,8 @@ class BillingSettings:
     price_per_minute_credits: int = 10
     # Credits a new user gets once, on the EnsureUser that creates them.
     trial_credits: int = 100
-    # How long a hold waits for Capture/Release before the reaper returns it.
+    # How long a hold waits for Capture/Release before the reaper returns it,
+    # when the Reserve does not say (its ttl field).
     hold_ttl_seconds: int = 900
     reaper_interval_seconds: float = 30.0
     # Holds expired per reaper transaction; bounds lock time and statement size.

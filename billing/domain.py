@@ -174,6 +174,8 @@ class Reserve:
     user_id: int
     amount_credits: int
     job: Job
+    #: The caller's hold lifetime; None: the configured default.
+    ttl_seconds: int | None = None
 
 
 @dataclass(frozen=True)

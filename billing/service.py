@@ -178,9 +178,8 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         self, request: pb.ReserveRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReserveResponse:
         idem, cmd = validation.reserve(request)
-        body = await self._store.reserve(
-            idem, cmd, self._settings.hold_ttl_seconds, _encode_reserve
-        )
+        ttl = cmd.ttl_seconds or self._settings.hold_ttl_seconds
+        body = await self._store.reserve(idem, cmd, ttl, _encode_reserve)
         return pb.ReserveResponse.FromString(body)
 
     async def Capture(

@@ -36,6 +36,7 @@ _PAGE_TOKEN = struct.Struct(">qq")
 # ListStaleJobs cursor: (create_time in microseconds since the epoch, hold id).
 _STALE_TOKEN = struct.Struct(">q16s")
 MAX_STALE_AGE_SECONDS = 7 * 86400
+MAX_HOLD_TTL_SECONDS = 7 * 86400
 
 _ROLES = {
     pb.ROLE_USER: Role.USER,
@@ -132,10 +133,22 @@ def _job(req: pb.ReserveRequest) -> domain.Job:
     )
 
 
+def _ttl(req: pb.ReserveRequest) -> int | None:
+    if not req.HasField("ttl"):
+        return None
+    ttl = req.ttl
+    if ttl.nanos or not 1 <= ttl.seconds <= MAX_HOLD_TTL_SECONDS:
+        raise invalid_field("ttl", f"ttl must be whole seconds, 1 to {MAX_HOLD_TTL_SECONDS}")
+    return int(ttl.seconds)
+
+
 def reserve(req: pb.ReserveRequest) -> tuple[IdempotencyKey, domain.Reserve]:
     idem = idempotency_key("Reserve", req)
     return idem, domain.Reserve(
-        user_id=_user_id(req.user_id), amount_credits=_amount(req.amount_credits), job=_job(req)
+        user_id=_user_id(req.user_id),
+        amount_credits=_amount(req.amount_credits),
+        job=_job(req),
+        ttl_seconds=_ttl(req),
     )
 
 

@@ -12,12 +12,14 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import grpc
+from google.protobuf.duration_pb2 import Duration
 
 from billing.v1 import billing_pb2
 from gateway.clients import Services
@@ -111,6 +113,11 @@ class Outcome:
 # how a job ended may take, on top of the job's own deadline.
 CLEANUP_SECONDS = 10.0
 
+# A hold outlives its job's deadline by this much (and the clean-up's), so
+# the reaper never returns the money of a job still running; a hold left by a
+# crashed gateway is returned a few minutes after its job could have ended.
+HOLD_MARGIN_SECONDS = 300
+
 # Unknown durations (documents) are reserved as this long; the capture is
 # at the real duration, never above the hold.
 UNKNOWN_DURATION_SECONDS = 600
@@ -139,6 +146,10 @@ class Pipeline:
     def job_timeout(self, media: Media) -> float:
         seconds = media.duration or UNKNOWN_DURATION_SECONDS
         return self.job_base_seconds + seconds * self.job_seconds_per_audio_second
+
+    def hold_seconds(self, media: Media) -> int:
+        """How long the job's hold stays pending: past its deadline and clean-up."""
+        return math.ceil(self.job_timeout(media) + CLEANUP_SECONDS + HOLD_MARGIN_SECONDS)
 
     async def run(
         self,
@@ -318,6 +329,7 @@ class Pipeline:
                         duration_seconds=job.media.duration,
                         trace_id=trace_id,
                     ),
+                    ttl=Duration(seconds=self.hold_seconds(job.media)),
                 )
             )
         except grpc.aio.AioRpcError as exc:

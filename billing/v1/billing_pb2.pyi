@@ -1,5 +1,6 @@
 import datetime
 
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -170,16 +171,18 @@ class QuoteResponse(_message.Message):
     def __init__(self, amount_credits: _Optional[int] = ...) -> None: ...
 
 class ReserveRequest(_message.Message):
-    __slots__ = ("idempotency_key", "user_id", "amount_credits", "job")
+    __slots__ = ("idempotency_key", "user_id", "amount_credits", "job", "ttl")
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_CREDITS_FIELD_NUMBER: _ClassVar[int]
     JOB_FIELD_NUMBER: _ClassVar[int]
+    TTL_FIELD_NUMBER: _ClassVar[int]
     idempotency_key: str
     user_id: int
     amount_credits: int
     job: Job
-    def __init__(self, idempotency_key: _Optional[str] = ..., user_id: _Optional[int] = ..., amount_credits: _Optional[int] = ..., job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
+    ttl: _duration_pb2.Duration
+    def __init__(self, idempotency_key: _Optional[str] = ..., user_id: _Optional[int] = ..., amount_credits: _Optional[int] = ..., job: _Optional[_Union[Job, _Mapping]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class ReserveResponse(_message.Message):
     __slots__ = ("hold",)

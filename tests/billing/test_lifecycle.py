@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import asyncpg
 import grpc
 import pytest
+from google.protobuf.duration_pb2 import Duration
 
 from billing.config import BillingSettings
 from billing.migrate import migrate
@@ -62,6 +63,44 @@ async def test_reaper_expires_abandoned_hold(start_billing: StartBilling) -> Non
     finally:
         await conn.close()
     await ledger_invariants(b.settings.database_url)
+
+
+async def test_the_caller_sets_how_long_a_hold_waits(start_billing: StartBilling) -> None:
+    # A two-hour note's job may run for hours: its hold must outlive it, so
+    # the caller's ttl wins over the default (900 s here).
+    b = await start_billing(reaper_interval_seconds=0.2)
+    await new_user(b)
+    long = await b.stub.Reserve(
+        pb.ReserveRequest(
+            idempotency_key="long",
+            user_id=42,
+            amount_credits=10,
+            job=pb.Job(chat_id=1, message_id=1, duration_seconds=7200),
+            ttl=Duration(seconds=7200 + 600),
+        )
+    )
+    default = await reserve(b, "default", 10, msg=2)
+    short = await b.stub.Reserve(
+        pb.ReserveRequest(
+            idempotency_key="short",
+            user_id=42,
+            amount_credits=10,
+            job=pb.Job(chat_id=1, message_id=3),
+            ttl=Duration(seconds=1),
+        )
+    )
+
+    def lifetime(hold: pb.Hold) -> float:
+        return hold.expire_time.ToDatetime().timestamp() - time.time()
+
+    assert lifetime(long.hold) == pytest.approx(7800, abs=30)
+    assert lifetime(default) == pytest.approx(900, abs=30)
+
+    async def only_the_short_one_expired() -> bool:
+        return await balance(b) == (80, 20)
+
+    await eventually(only_the_short_one_expired)
+    assert short.hold.state == pb.HOLD_STATE_PENDING
 
 
 async def test_reapers_in_parallel_expire_each_hold_once(billing: Running) -> None:

@@ -8,6 +8,7 @@ import uuid
 import asyncpg
 import grpc
 import pytest
+from google.protobuf.duration_pb2 import Duration
 
 from billing.v1 import billing_pb2 as pb
 from tests.billing.billing_support import Running, StartBilling, job
@@ -378,6 +379,20 @@ async def test_not_found(billing: Running) -> None:
                 job=pb.Job(chat_id=1, message_id=1, trace_id="xyz"),
             ),
             "job.trace_id",
+        ),
+        *(
+            (
+                pb.ReserveRequest(
+                    idempotency_key="k", user_id=42, amount_credits=1, job=job(), ttl=ttl
+                ),
+                "ttl",
+            )
+            for ttl in (
+                Duration(seconds=0),
+                Duration(seconds=7 * 86400 + 1),
+                Duration(seconds=-5),
+                Duration(seconds=60, nanos=500_000_000),
+            )
         ),
         (pb.CaptureRequest(idempotency_key="k", hold_id="nope", amount_credits=1), "hold_id"),
         (

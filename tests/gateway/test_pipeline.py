@@ -153,3 +153,17 @@ async def test_text_that_cannot_be_delivered_is_not_charged() -> None:
     assert outcome.status == "failed"
     assert len(billing.requests("Release")) == 1 and billing.requests("Capture") == []
     assert notifier.requests("Edit")[-1].text.startswith("Sorry, the transcription failed")
+
+
+async def test_the_hold_outlives_the_job_by_a_few_minutes() -> None:
+    # The default hold (billing's 15 minutes) would be returned by the reaper
+    # while a two-hour note is still being transcribed, and never captured.
+    for duration in (11, 7200):
+        pipeline, billing, transcriber, _ = rig()
+        transcriber.events = transcript("Ask not.", seconds=5.2)
+        media = Media(kind="audio", file_id="f", duration=duration, file_size=1000)
+        await pipeline.run(job(media=media))
+        [reserve] = billing.requests("Reserve")
+        deadline = pipeline.job_timeout(media)
+        assert reserve.HasField("ttl") and reserve.ttl.nanos == 0
+        assert deadline + 60 <= reserve.ttl.seconds <= deadline + 600, (duration, deadline)
