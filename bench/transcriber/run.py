@@ -228,6 +228,9 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, str]]:
         config = replace(config, cpu_threads=args.cpu_threads)
     if args.batch is not None:
         config = replace(config, batch_streams=args.batch)
+    counts = [int(c) for c in args.live_streams.split(",") if c.strip()]
+    # Capacity is measured past the server's admission limit, which would refuse the rest.
+    config = replace(config, max_live_streams=max([config.max_live_streams, *counts]))
     registry = ModelRegistry(config)
     recognizer = registry.get(args.model)
     rows: list[tuple[str, str]] = [
@@ -272,7 +275,6 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, str]]:
             concurrent = time.perf_counter() - start
             live_audio, live_reference = live_corpus(args.live_seconds)
             live = await live_once(stub, live_audio) if args.live_seconds else None
-            counts = [int(c) for c in args.live_streams.split(",") if c.strip()]
             sustained, live_notes = (
                 await live_capacity(stub, live_audio, counts, args.max_lag)
                 if args.live_seconds and counts
