@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from voxmesh.config import ConfigError, env_bool
+
 DEFAULT_MODEL_NAME = "tiny.en"
 DEVICES = ("auto", "cpu", "cuda")
 COMPUTE_TYPES = (
@@ -27,7 +29,7 @@ COMPUTE_TYPES = (
 T = TypeVar("T", int, float)
 
 
-class TranscriberConfigError(ValueError):
+class TranscriberConfigError(ConfigError):
     """A setting is missing or malformed; the message is one line naming it."""
 
 
@@ -65,17 +67,6 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     if value not in choices:
         raise TranscriberConfigError(f"{name}: {value!r} is not one of {', '.join(choices)}")
     return value
-
-
-def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise TranscriberConfigError(f"{name}: {raw!r} is not one of on, off, true, false, 1, 0")
 
 
 def _extra_models(raw: str) -> tuple[tuple[str, Path], ...]:
@@ -181,7 +172,7 @@ class TranscriberConfig:
             realtime_factor=_number(
                 env, "TRANSCRIBER_REALTIME_FACTOR", 0.02 if on_gpu else 0.1, float, 0.0, 10.0
             ),
-            batch_streams=_flag(env, "TRANSCRIBER_BATCH_STREAMS", on_gpu),
+            batch_streams=env_bool(env, "TRANSCRIBER_BATCH_STREAMS", on_gpu),
             max_batch=_number(env, "TRANSCRIBER_MAX_BATCH", 8, int, 1, 256),
         )
 

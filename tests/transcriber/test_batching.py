@@ -19,12 +19,12 @@ from tests.transcriber.conftest import Audio, encode, wer
 from tests.transcriber.test_file_mode import transcribe
 from transcriber.asr import DecodeOptions, Segment, SpeechRecognizer
 from transcriber.batching import BatchingRecognizer, _shift
-from transcriber.config import TranscriberConfig, TranscriberConfigError
+from transcriber.config import TranscriberConfig
 from transcriber.errors import Cancelled
 from transcriber.models import ModelRegistry
 from transcriber.server import create_app
 from transcriber.v1 import transcriber_pb2_grpc as pb_grpc
-from voxmesh.config import ServerSettings
+from voxmesh.config import ConfigError, ServerSettings
 
 pytestmark = pytest.mark.slow
 
@@ -248,7 +248,7 @@ def test_config_switch() -> None:
     on = TranscriberConfig.from_env({**cpu, "TRANSCRIBER_BATCH_STREAMS": "on"})
     assert on.batch_streams and on.max_batch == 8
     assert TranscriberConfig.from_env({**cpu, "TRANSCRIBER_MAX_BATCH": "3"}).max_batch == 3
-    with pytest.raises(TranscriberConfigError, match="TRANSCRIBER_BATCH_STREAMS"):
+    with pytest.raises(ConfigError, match="TRANSCRIBER_BATCH_STREAMS"):
         TranscriberConfig.from_env({**cpu, "TRANSCRIBER_BATCH_STREAMS": "maybe"})
     assert isinstance(ModelRegistry(on).get(), BatchingRecognizer)
     assert not isinstance(ModelRegistry(TranscriberConfig.from_env(cpu)).get(), BatchingRecognizer)
