@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from billing.domain import MAX_HOLD_TTL_SECONDS
 from voxmesh.config import ConfigError, env_float, env_int, env_str
 
 
@@ -60,7 +61,9 @@ class BillingSettings:
                 env, "BILLING_PRICE_PER_MINUTE_CREDITS", 10, min=1, max=1_000_000
             ),
             trial_credits=env_int(env, "BILLING_TRIAL_CREDITS", 100, min=0, max=1_000_000_000),
-            hold_ttl_seconds=env_int(env, "BILLING_HOLD_TTL_SECONDS", 900, min=1, max=7 * 86400),
+            hold_ttl_seconds=env_int(
+                env, "BILLING_HOLD_TTL_SECONDS", 900, min=1, max=MAX_HOLD_TTL_SECONDS
+            ),
             reaper_interval_seconds=env_float(
                 env, "BILLING_REAPER_INTERVAL_SECONDS", 30.0, min=0.05, max=86400
             ),

@@ -18,6 +18,8 @@ from voxmesh.errors import FailedPrecondition, NotFound, PermissionDenied
 # payment, far below where bigint sums over a user's history could overflow.
 MAX_AMOUNT_CREDITS = 10**12
 MAX_DURATION_SECONDS = 86_400
+# The longest a hold may stay pending, whoever sets it (config or the caller).
+MAX_HOLD_TTL_SECONDS = 7 * 86_400
 
 
 class Role(enum.StrEnum):

@@ -17,7 +17,13 @@ import uuid
 from google.protobuf.message import Message
 
 from billing import domain
-from billing.domain import MAX_AMOUNT_CREDITS, MAX_DURATION_SECONDS, IdempotencyKey, Role
+from billing.domain import (
+    MAX_AMOUNT_CREDITS,
+    MAX_DURATION_SECONDS,
+    MAX_HOLD_TTL_SECONDS,
+    IdempotencyKey,
+    Role,
+)
 from billing.v1 import billing_pb2 as pb
 from voxmesh.errors import invalid_field
 
@@ -36,7 +42,6 @@ _PAGE_TOKEN = struct.Struct(">qq")
 # ListStaleJobs cursor: (create_time in microseconds since the epoch, hold id).
 _STALE_TOKEN = struct.Struct(">q16s")
 MAX_STALE_AGE_SECONDS = 7 * 86400
-MAX_HOLD_TTL_SECONDS = 7 * 86400
 
 _ROLES = {
     pb.ROLE_USER: Role.USER,
