@@ -9,7 +9,7 @@ by window.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 import ctranslate2
@@ -154,12 +154,7 @@ class SpeechRecognizer:
             1.0 if (language is not None or not self.multilingual) else info.language_probability,
         )
 
-        # Whisper reads audio padded to 30 s and may place a last timestamp in
-        # the padding; no time may lie past the audio it was given.
-        end = offset + audio.size / SAMPLE_RATE
-
-        def at(seconds: float) -> float:
-            return min(seconds + offset, end)
+        seconds = audio.size / SAMPLE_RATE
 
         def shifted() -> Iterator[Segment]:
             try:
@@ -169,17 +164,43 @@ class SpeechRecognizer:
                     # the encoder; the callers carry that tail into their next
                     # window themselves, so the first window is the last.
                     _window_guard.armed = True
-                    words = tuple(
-                        Word(at(w.start), at(w.end), w.word, w.probability)
-                        for w in (seg.words or ())
+                    yield window_segment(
+                        seg.start,
+                        seg.end,
+                        seg.text,
+                        [(w.start, w.end, w.word, w.probability) for w in seg.words or ()],
+                        offset=offset,
+                        seconds=seconds,
                     )
-                    yield Segment(at(seg.start), at(seg.end), seg.text, words)
             except _SecondWindow:
                 return
             finally:
                 _window_guard.armed = False
 
         return WindowResult(detected, shifted())
+
+
+def window_segment(
+    start: float,
+    end: float,
+    text: str,
+    words: Iterable[tuple[float, float, str, float]],
+    *,
+    offset: float,
+    seconds: float,
+) -> Segment:
+    """A segment of a window read at ``offset`` s, in the recording's time.
+
+    Whisper reads audio padded to 30 s and may place a last timestamp in the
+    padding: no time lies past the window's own ``seconds`` of audio.
+    """
+    limit = offset + seconds
+
+    def at(t: float) -> float:
+        return min(t + offset, limit)
+
+    placed = tuple(Word(at(s), at(e), word, p) for s, e, word, p in words)
+    return Segment(at(start), at(end), text, placed)
 
 
 def with_language(options: DecodeOptions, language: str) -> DecodeOptions:

@@ -38,7 +38,14 @@ from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens, pad_or_trim
 
-from transcriber.asr import DecodeOptions, Language, Segment, SpeechRecognizer, WindowResult, Word
+from transcriber.asr import (
+    DecodeOptions,
+    Language,
+    Segment,
+    SpeechRecognizer,
+    WindowResult,
+    window_segment,
+)
 from transcriber.audio import SAMPLE_RATE
 from transcriber.errors import Cancelled
 
@@ -492,17 +499,12 @@ class BatchingRecognizer(SpeechRecognizer):
 
 def _shift(request: _Request, offset: float) -> Iterator[Segment]:
     tokenizer = request.tokenizer
-    end = offset + request.seconds
-
-    def at(seconds: float) -> float:
-        return min(seconds + offset, end)
-
     for raw in request.segments or ():
         text = tokenizer.decode(raw["tokens"])
         if raw["start"] == raw["end"] or not text.strip():
             continue
-        words = tuple(
-            Word(at(w["start"]), at(w["end"]), w["word"], w["probability"])
-            for w in raw.get("words") or ()
+        words = raw.get("words") or ()
+        timed = [(w["start"], w["end"], w["word"], w["probability"]) for w in words]
+        yield window_segment(
+            raw["start"], raw["end"], text, timed, offset=offset, seconds=request.seconds
         )
-        yield Segment(at(raw["start"]), at(raw["end"]), text, words)
