@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
 import pytest
 
-from tests.transcriber.conftest import Audio, ServerFactory, chunks, encode, normalise
+from tests.transcriber.conftest import Audio, ServerFactory, chunks, encode, normalise, wer
 from transcriber.v1 import transcriber_pb2 as pb
 from voxmesh.errors import error_details
 
@@ -139,3 +141,64 @@ async def test_queued_caller_leaving_frees_its_place(
     for task in (a_task, b_task):
         with pytest.raises((asyncio.CancelledError, grpc.aio.AioRpcError)):
             await task
+
+
+async def test_eight_streams_against_four(
+    start_server: ServerFactory, audio_dir: Path, transcripts: dict[str, Any]
+) -> None:
+    # The concurrency bar: 4 served at once, 2 queued, 2 refused with
+    # RESOURCE_EXHAUSTED; every served stream gets its own text.
+    from faster_whisper import decode_audio
+
+    srv = await start_server(max_active_streams=4, max_queued_streams=2)
+    jfk = decode_audio(str(audio_dir / "jfk.flac"))
+    left, right = decode_audio(str(audio_dir / "stereo_diarization.wav"), split_stereo=True)
+    stereo = transcripts["stereo_diarization.wav"]["channels"]
+    clips = {
+        "jfk": (jfk, transcripts["jfk.flac"]["text"]),
+        "left": (left, stereo["left"]),
+        "right": (right, stereo["right"]),
+    }
+    gap = np.zeros(8000, np.float32)
+    # Six orders of the same three clips: another stream's text fails this one's WER.
+    talks = [
+        (
+            encode(
+                np.concatenate([p for name in order for p in (clips[name][0], gap)]),
+                "ogg",
+                "libopus",
+            ),
+            " ".join(clips[name][1] for name in order),
+        )
+        for order in itertools.permutations(clips)
+    ]
+    release = asyncio.Event()
+
+    async def requests(data: bytes) -> AsyncIterator[pb.TranscribeRequest]:
+        yield pb.TranscribeRequest(config=pb.TranscriptionConfig(language="en"))
+        for piece in chunks(data):
+            yield pb.TranscribeRequest(audio=piece)
+        await release.wait()  # uploads stay open until all eight have asked
+
+    async def run(data: bytes) -> str:
+        texts = []
+        async for r in srv.stub.Transcribe(requests(data), timeout=120):
+            if r.WhichOneof("event") == "segment":
+                texts.append(r.segment.text)
+        return " ".join(texts)
+
+    admission = srv.service.admission
+    served = [asyncio.create_task(run(data)) for data, _ in talks[:4]]
+    await _wait_for(lambda: admission.active == 4)
+    served += [asyncio.create_task(run(data)) for data, _ in talks[4:]]
+    await _wait_for(lambda: admission.queued == 2)
+    refused = await asyncio.gather(*(run(talks[i][0]) for i in range(2)), return_exceptions=True)
+    for err in refused:
+        assert isinstance(err, grpc.aio.AioRpcError), err
+        details = error_details(err)
+        assert (details.code, details.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "OVERLOADED")
+    release.set()
+    texts = await asyncio.gather(*served)
+    for (_, reference), text in zip(talks, texts, strict=True):
+        assert wer(reference, text) <= 0.2, (reference, text)
+    assert admission.active == 0 and admission.queued == 0
