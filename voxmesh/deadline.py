@@ -1,6 +1,6 @@
 """The deadline of the RPC being served, carried to every outgoing call.
 
-The server interceptor sets it when a call arrives; the client interceptors in
+The server call frame sets it when a call arrives; the client interceptors in
 :mod:`voxmesh.channels` turn what is left of it, minus a small margin, into
 the timeout of every call made while serving. Contextvars follow the request
 into tasks it spawns, so nothing has to pass the deadline by hand.

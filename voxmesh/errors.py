@@ -1,6 +1,6 @@
 """The mesh's one error vocabulary: gRPC status codes with google.rpc details.
 
-Domain code raises a :class:`ServiceError` subclass; the server interceptor
+Domain code raises a :class:`ServiceError` subclass; the server call frame
 (:mod:`voxmesh.interceptors`) turns it into a status whose details hold a
 ``google.rpc.ErrorInfo`` (reason from ``voxmesh.common.v1.ErrorReason``, the
 service's domain, metadata including the trace id) and, for retryable

@@ -1,8 +1,9 @@
-"""The interceptor chains, built in one place.
+"""The call frames of servers and clients, built in one place.
 
-Server: :class:`ServerCallInterceptor`, which in this order opens the server
-span (the caller's context from W3C or B3 metadata, so every later step and
-interceptor runs inside it), bounds the call by its deadline (or the
+Server: :class:`ServerCalls`, which wraps every method handler once, at
+registration, and on each call, in this order, opens the server span (the
+caller's context from W3C or B3 metadata, so everything after runs inside
+it), bounds the call by its deadline (or the
 configured default), records metrics, logs the outcome at a level picked from
 the status code, and maps errors: a :class:`voxmesh.errors.ServiceError`
 becomes its status with ErrorInfo; an unexpected exception becomes INTERNAL
@@ -49,7 +50,7 @@ from voxmesh.errors import (
     ServiceError,
     Unavailable,
 )
-from voxmesh.metrics import Metrics
+from voxmesh.metrics import MethodMetrics, Metrics
 from voxmesh.telemetry import HEALTH_SERVICE, current_trace_id
 
 log = logging.getLogger(__name__)
@@ -160,6 +161,17 @@ def rewrap(handler: grpc.RpcMethodHandler, *, unary: Wrap, stream: Wrap) -> grpc
     )
 
 
+class _Call:
+    """What a method's calls share: its name, span name and attributes, metric series."""
+
+    __slots__ = ("attributes", "method", "metrics", "name")
+
+    def __init__(self, method: str, metrics: MethodMetrics) -> None:
+        self.method = method
+        self.name, self.attributes, _ = describe(method)
+        self.metrics = metrics
+
+
 def level_for(code: grpc.StatusCode) -> int:
     if code in _ERROR_CODES:
         return logging.ERROR
@@ -168,8 +180,15 @@ def level_for(code: grpc.StatusCode) -> int:
     return logging.INFO
 
 
-class ServerCallInterceptor(grpc.aio.ServerInterceptor):
-    """Server span, deadline, metrics, logging and error mapping for every RPC."""
+class ServerCalls:
+    """Server span, deadline, metrics, logging and error mapping for every RPC.
+
+    Not a ``grpc.aio.ServerInterceptor``: those run on every call, each one
+    an extra coroutine that rebuilds the handler. :meth:`wrap` wraps each
+    method's handler once, when the service is registered
+    (:class:`voxmesh.server.GrpcServer` does), and binds the method's span
+    name, attributes and metric series there too.
+    """
 
     def __init__(
         self,
@@ -186,120 +205,118 @@ class ServerCallInterceptor(grpc.aio.ServerInterceptor):
         self._margin = deadline_margin
         self._tracer = trace.get_tracer(_TRACER_NAME, tracer_provider=tracer_provider)
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        handler = await continuation(handler_call_details)
-        method: str = handler_call_details.method
-        if handler is None or method.startswith(_PASSTHROUGH):
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """``handler`` of the full ``method`` (``/pkg.Service/Name``) inside the call frame."""
+        if method.startswith(_PASSTHROUGH):
             return handler
-        short = method.rsplit("/", 1)[-1]
+        call = _Call(method, self._metrics.for_method(method.rsplit("/", 1)[-1]))
         return rewrap(
             handler,
-            unary=lambda behavior: self._wrap_unary(behavior, method, short),
-            stream=lambda behavior: self._wrap_stream(behavior, method, short),
+            unary=lambda behavior: self._wrap_unary(behavior, call),
+            stream=lambda behavior: self._wrap_stream(behavior, call),
         )
 
     def _budget(self, context: grpc.aio.ServicerContext) -> float:
         return deadline.clamp(context.time_remaining(), self._default_deadline)
 
     def _open_span(
-        self, method: str, context: grpc.aio.ServicerContext
+        self, call: _Call, context: grpc.aio.ServicerContext
     ) -> tuple[Span, contextvars.Token[otel_context.Context]]:
         """Start the server span as a child of the caller's context and make it current."""
         metadata = context.invocation_metadata()
         parent = propagate.extract(dict(metadata)) if metadata else None
-        name, attributes, _ = describe(method)
         span = self._tracer.start_span(
-            name,
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes={**attributes, **_peer_attributes(context.peer())},
+            call.name, context=parent, kind=SpanKind.SERVER, attributes=call.attributes
         )
+        if span.is_recording():
+            span.set_attributes(_peer_attributes(context.peer()))
         return span, otel_context.attach(trace.set_span_in_context(span, parent))
 
-    def _wrap_unary(self, behavior: Any, method: str, short: str) -> Any:
-        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            span, token = self._open_span(method, context)
+    def _wrap_unary(self, behavior: Any, call: _Call) -> Any:
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            span, token = self._open_span(call, context)
             budget = self._budget(context)
             start = time.monotonic()
             code = grpc.StatusCode.OK
             failure: str | None = None
             ended = False
-            self._metrics.in_flight.labels(self._metrics.service).inc()
+            call.metrics.in_flight.inc()
             try:
                 with deadline.bound(budget, margin=self._margin):
                     async with asyncio.timeout(budget):
                         return await behavior(request, context)
             except BaseException as exc:
-                code, err = self._classify(exc, context, method)
+                code, err = self._classify(exc, context, call.method)
                 if err is None:
                     failure = _aborted_details(context)
                     raise
                 # Metrics, log and span first: the caller may act on the status
                 # (and read them) before this coroutine resumes after sending it.
-                self._end(span, method, short, code, start, err.message)
+                self._end(span, call, code, start, err.message)
                 ended = True
                 await self._abort(err, context)
                 raise  # abort raised; this keeps type checkers honest
             finally:
                 if not ended:
-                    self._end(span, method, short, code, start, failure)
+                    self._end(span, call, code, start, failure)
                 otel_context.detach(token)
 
-        return call
+        return unary
 
-    def _wrap_stream(self, behavior: Any, method: str, short: str) -> Any:
-        async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            span, token = self._open_span(method, context)
+    def _wrap_stream(self, behavior: Any, call: _Call) -> Any:
+        async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            span, token = self._open_span(call, context)
             budget = self._budget(context)
             start = time.monotonic()
             code = grpc.StatusCode.OK
             failure: str | None = None
             ended = False
-            self._metrics.in_flight.labels(self._metrics.service).inc()
+            call.metrics.in_flight.inc()
             try:
                 with deadline.bound(budget, margin=self._margin):
                     async with asyncio.timeout(budget):
                         async for item in behavior(request, context):
                             yield item
             except BaseException as exc:
-                code, err = self._classify(exc, context, method)
+                code, err = self._classify(exc, context, call.method)
                 if err is None:
                     failure = _aborted_details(context)
                     raise
-                self._end(span, method, short, code, start, err.message)
+                self._end(span, call, code, start, err.message)
                 ended = True
                 await self._abort(err, context)
             finally:
                 if not ended:
-                    self._end(span, method, short, code, start, failure)
+                    self._end(span, call, code, start, failure)
                 otel_context.detach(token)
 
-        return call
+        return stream
 
     def _end(
         self,
         span: Span,
-        method: str,
-        short: str,
+        call: _Call,
         code: grpc.StatusCode,
         start: float,
         failure: str | None,
     ) -> None:
         """Record the call's outcome: metrics, the log line, the span's status and end."""
         elapsed = time.monotonic() - start
-        self._metrics.in_flight.labels(self._metrics.service).dec()
-        self._metrics.observe(short, code.name, elapsed)
-        log.log(
-            level_for(code),
-            "rpc %s %s",
-            method,
-            code.name,
-            extra={"grpc_method": method, "grpc_code": code.name, "duration_ms": elapsed * 1e3},
-        )
+        call.metrics.in_flight.dec()
+        call.metrics.observe(code.name, elapsed)
+        level = level_for(code)
+        if log.isEnabledFor(level):
+            log.log(
+                level,
+                "rpc %s %s",
+                call.method,
+                code.name,
+                extra={
+                    "grpc_method": call.method,
+                    "grpc_code": code.name,
+                    "duration_ms": elapsed * 1e3,
+                },
+            )
         _finish(span, code, failure, server=True)
         span.end()
 
@@ -372,26 +389,6 @@ def _from_downstream(exc: grpc.aio.AioRpcError) -> ServiceError:
     err = cls(f"dependency failed: {code.name.lower()}")
     err.code = code
     return err
-
-
-def server_interceptors(
-    *,
-    domain: str,
-    metrics: Metrics,
-    default_deadline: float,
-    deadline_margin: float = 0.05,
-    tracer_provider: TracerProvider | None = None,
-) -> list[grpc.aio.ServerInterceptor]:
-    """The server chain, outermost first."""
-    return [
-        ServerCallInterceptor(
-            domain=domain,
-            metrics=metrics,
-            default_deadline=default_deadline,
-            deadline_margin=deadline_margin,
-            tracer_provider=tracer_provider,
-        ),
-    ]
 
 
 def _with_deadline(

@@ -2,7 +2,7 @@
 
 ``GrpcServer`` owns a grpc.aio server with the standard health service
 (NOT_SERVING until the service says it is ready, NOT_SERVING again on
-shutdown), reflection, the interceptor chain and a graceful drain. ``serve``
+shutdown), reflection, the call frame around every handler and a graceful drain. ``serve``
 runs one until SIGTERM/SIGINT. Tests build a ``GrpcServer`` on port 0 and
 call ``start``/``stop`` themselves.
 """
@@ -16,7 +16,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -30,13 +30,62 @@ from voxmesh.config import (
     is_loopback,
     parse_addr,
 )
-from voxmesh.interceptors import server_interceptors
+from voxmesh.interceptors import ServerCalls
 from voxmesh.metrics import Metrics
-from voxmesh.tls import AuthzInterceptor, Policy
+from voxmesh.tls import Authz, Policy
 
 log = logging.getLogger(__name__)
 
 S = TypeVar("S")
+
+
+Frame = Callable[[str, grpc.RpcMethodHandler], grpc.RpcMethodHandler]
+
+
+class Registry:
+    """What a generated ``add_*Servicer_to_server`` registers with instead of
+    the server: every method handler goes in already wrapped by the frames
+    (outermost first), so the per-call work is the frames' own and no
+    interceptor chain runs on each call."""
+
+    def __init__(self, server: grpc.aio.Server, frames: Sequence[Frame]) -> None:
+        self._server = server
+        self._frames = tuple(reversed(frames))
+
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        for frame in self._frames:
+            handler = frame(method, handler)
+        return handler
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: Mapping[str, grpc.RpcMethodHandler]
+    ) -> None:
+        self._server.add_registered_method_handlers(
+            service, {name: self.wrap(f"/{service}/{name}", h) for name, h in handlers.items()}
+        )
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        self._server.add_generic_rpc_handlers(tuple(_Wrapped(h, self.wrap) for h in handlers))
+
+
+class _Wrapped(grpc.GenericRpcHandler):
+    """A generic handler whose method handlers come wrapped (once per method)."""
+
+    def __init__(self, inner: grpc.GenericRpcHandler, wrap: Frame) -> None:
+        self._inner = inner
+        self._wrap = wrap
+        # Only methods that exist: a caller naming random ones must not grow it.
+        self._cache: dict[str, grpc.RpcMethodHandler] = {}
+
+    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        method: str = details.method
+        wrapped = self._cache.get(method)
+        if wrapped is None:
+            handler = self._inner.service(details)
+            if handler is None:
+                return None
+            wrapped = self._cache[method] = self._wrap(method, handler)
+        return wrapped
 
 
 @dataclass(frozen=True)
@@ -58,7 +107,6 @@ class GrpcServer:
         tracer_provider: TracerProvider | None = None,
         credentials: grpc.ServerCredentials | None = None,
         policy: Policy | None = None,
-        extra_interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     ) -> None:
         self.settings = settings
         self.services = tuple(services)
@@ -68,20 +116,19 @@ class GrpcServer:
         if credentials is None and settings.tls is not None:
             credentials = settings.tls.server_credentials()
         self._credentials = credentials
-        authz = [AuthzInterceptor(policy, domain=domain)] if policy else []
+        frames = [
+            ServerCalls(
+                domain=domain,
+                metrics=self.metrics,
+                default_deadline=settings.default_deadline_seconds,
+                deadline_margin=settings.deadline_margin_seconds,
+                tracer_provider=tracer_provider,
+            ).wrap
+        ]
+        if policy and credentials is not None:
+            frames.append(Authz(policy, domain=domain).wrap)
         age_ms = int(settings.max_connection_age_seconds * 1000)
         self._server = grpc.aio.server(
-            interceptors=[
-                *server_interceptors(
-                    domain=domain,
-                    metrics=self.metrics,
-                    default_deadline=settings.default_deadline_seconds,
-                    deadline_margin=settings.deadline_margin_seconds,
-                    tracer_provider=tracer_provider,
-                ),
-                *authz,
-                *extra_interceptors,
-            ],
             options=[
                 ("grpc.max_connection_age_ms", age_ms),
                 # In-flight calls on an aged connection get this long to finish.
@@ -92,8 +139,11 @@ class GrpcServer:
                 ("grpc.max_send_message_length", 20 * 1024 * 1024),
             ],
         )
+        # Generated add_*Servicer_to_server functions call only the two
+        # registration methods a Registry has.
+        registry = cast(grpc.aio.Server, Registry(self._server, frames))
         for spec in self.services:
-            spec.add_to_server(self._server)
+            spec.add_to_server(registry)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
             [spec.name for spec in self.services]

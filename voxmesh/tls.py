@@ -4,7 +4,7 @@ Enabled by config: ``VOXMESH_TLS_CA``, ``VOXMESH_TLS_CERT`` and
 ``VOXMESH_TLS_KEY`` name PEM files (all three or none). A server then
 requires a client certificate signed by the CA, and the certificate's common
 name is the caller's identity ("gateway", "admin", ...), checked per method by
-:class:`AuthzInterceptor`. Without TLS a server may listen only on loopback
+:class:`Authz`. Without TLS a server may listen only on loopback
 (with a warning), unless ``VOXMESH_ALLOW_PLAINTEXT=true`` says the network
 already authenticates peers (a service mesh sidecar doing mTLS).
 
@@ -17,7 +17,7 @@ import datetime
 import ipaddress
 import logging
 import pathlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,26 +85,22 @@ def caller_identity(context: grpc.aio.ServicerContext) -> str | None:
 Policy = Mapping[str, frozenset[str]]
 
 
-class AuthzInterceptor(grpc.aio.ServerInterceptor):
+class Authz:
     """Refuses a call whose caller identity the method's policy does not list.
 
     ``policy`` maps a method name ("Reserve") or "*" to the identities allowed.
-    Active only on TLS servers: without a verified certificate there is no
-    identity to check (plaintext is confined to loopback or a trusted mesh).
+    It matters only on TLS servers: without a verified certificate there is
+    no identity to check (plaintext is confined to loopback or a trusted
+    mesh), so :class:`voxmesh.server.GrpcServer` wraps handlers with it only
+    when it serves TLS.
     """
 
     def __init__(self, policy: Policy, *, domain: str) -> None:
         self._policy = policy
         self._domain = domain
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        handler = await continuation(handler_call_details)
-        method: str = handler_call_details.method
-        if handler is None or method.startswith(("/grpc.health.v1.", "/grpc.reflection.")):
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        if method.startswith(("/grpc.health.v1.", "/grpc.reflection.")):
             return handler
         name = method.rsplit("/", 1)[-1]
         allowed = self._policy.get(name, self._policy.get("*", ANY))

@@ -259,3 +259,40 @@ async def test_graceful_drain_finishes_open_stream_and_refuses_new_calls() -> No
         assert rest[-1].HasField("done")
         assert await call.code() == grpc.StatusCode.OK
         await stopping
+
+
+async def test_generic_handlers_get_the_same_call_frame() -> None:
+    """A service registered only as a generic handler (older generated code,
+    hand-written handlers) is wrapped like a registered one: errors mapped,
+    metrics counted; a method nobody serves stays UNIMPLEMENTED."""
+    servicer = Hop1Billing(None)
+    handlers = {
+        "Quote": grpc.unary_unary_rpc_method_handler(
+            servicer.Quote,
+            request_deserializer=billing_pb2.QuoteRequest.FromString,
+            response_serializer=billing_pb2.QuoteResponse.SerializeToString,
+        )
+    }
+    name = billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name
+    generic = grpc.method_handlers_generic_handler(name, handlers)
+    spec = ServiceSpec(name, lambda s: s.add_generic_rpc_handlers((generic,)))
+    server = GrpcServer(_settings("billing"), [spec], domain="billing.voxmesh")
+    await server.start()
+    try:
+        async with dial(server.address) as ch:
+            stub = billing_pb2_grpc.BillingServiceStub(ch)
+            for _ in range(2):  # the second call takes the cached wrapper
+                got = await stub.Quote(billing_pb2.QuoteRequest(duration_seconds=5), timeout=2)
+                assert got.amount_credits == 5
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.Quote(billing_pb2.QuoteRequest(duration_seconds=1), timeout=2)
+            assert error_details(info.value).reason == "INSUFFICIENT_FUNDS"
+            with pytest.raises(grpc.aio.AioRpcError) as missing:
+                await stub.GetUser(billing_pb2.GetUserRequest(user_id=1), timeout=2)
+            assert missing.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        text = generate_latest(server.metrics.registry).decode()
+        ok = 'voxmesh_rpc_server_requests_total{code="OK",method="Quote",service="billing"} 2.0'
+        assert ok in text
+        assert 'code="FAILED_PRECONDITION",method="Quote"' in text
+    finally:
+        await server.stop(0)
