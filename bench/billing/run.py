@@ -230,6 +230,13 @@ class Phase:
     # CPU seconds spent inside the windows, by part: server, load, postgres.
     cpu: dict[str, float] = field(default_factory=dict)
 
+    def cpu_per_pair(self, part: str | None = None) -> float:
+        """CPU seconds a pair, of one part or of all (NaN when unknown)."""
+        if not self.pairs:
+            return float("nan")
+        used = self.cpu.get(part, float("nan")) if part else sum(self.cpu.values())
+        return used / self.pairs
+
     def add(self, rate: float, latencies: list[float], seconds: float, **cpu: float) -> None:
         self.rates.append(rate)
         self.latencies.extend(latencies)
@@ -561,28 +568,31 @@ async def main_async(args: argparse.Namespace) -> None:
         f" / {os.getloadavg()[0]:.1f} after; gRPC load client: {client_name}"
     )
     print(
-        f"{'path':<20}{'pairs/s':>9}{'rounds':>18}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'ratio':>7}{'server CPU':>12}   CPU ms/pair: server + load + PostgreSQL"
+        f"{'path':<20}{'pairs/s':>9}  {'rounds':<26}{'p50 ms':>7}{'p99 ms':>9}"
+        f"{'ratio':>7}{'server CPU':>12}   CPU ms/pair: server + load + PostgreSQL = total"
     )
     baseline = statistics.median(phases["pgbench, same SQL"].rates)
+    baseline_cpu = phases["pgbench, same SQL"].cpu_per_pair()
     for label, phase in phases.items():
         median = statistics.median(phase.rates)
         server = phase.cpu["server"]
         cores = f"{server / phase.seconds:.0%}" if server else "-"
-        per_pair = " + ".join(
-            f"{phase.cpu[part] / phase.pairs * 1e3:.2f}" if phase.pairs else "nan"
-            for part in ("server", "load", "postgres")
-        )
+        parts = [phase.cpu_per_pair(part) for part in ("server", "load", "postgres")]
+        total = phase.cpu_per_pair()
         print(
-            f"{label:<20}{median:>9.0f}{' '.join(f'{r:.0f}' for r in phase.rates):>18}"
-            f"{percentile(phase.latencies, 0.5) * 1e3:>9.1f}"
+            f"{label:<20}{median:>9.0f}  {' '.join(f'{r:.0f}' for r in phase.rates):<26}"
+            f"{percentile(phase.latencies, 0.5) * 1e3:>7.1f}"
             f"{percentile(phase.latencies, 0.99) * 1e3:>9.1f}"
-            f"{median / baseline:>7.2f}{cores:>12}   {per_pair}"
+            f"{median / baseline:>7.2f}{cores:>12}   "
+            + " + ".join(f"{v * 1e3:.2f}" for v in parts)
+            + f" = {total * 1e3:.2f} (CPU ratio {baseline_cpu / total:.2f})"
         )
     print(
         "ratio = pairs/s over pgbench's (goal >= 0.50); server CPU in cores while measured;"
         " load = the gRPC clients' process or pgbench; PostgreSQL = the path's backends"
-        " (nan: not readable from here)"
+        " (nan: not readable from here); CPU ratio = pgbench's total CPU a pair over this"
+        " path's, what the pairs/s ratio tends to when both paths keep every core busy"
+        " (steadier than pairs/s on a VM whose speed drifts)"
     )
 
 
