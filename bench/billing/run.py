@@ -24,7 +24,9 @@ p50/p99 for both, and their ratio. Both paths share the machine's cores, so
 it also prints where the CPU went, in milliseconds per pair: the billing
 server, the load generator (gRPC clients or pgbench) and the PostgreSQL
 backends serving it (read from /proc, so only for a server on this machine).
-Finally it checks the books balance.
+Then one round of the same clients against bench/billing/canned.py, the same
+runtime answering from memory: the floor of what serving the two RPCs costs
+before billing does any work. Finally it checks the books balance.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ CAPTURE = 7
 # The application_name each path's PostgreSQL backends carry.
 BILLING_APP = "voxmesh-billing"
 PGBENCH_APP = "pgbench"
+FLOOR = "gRPC only, canned"
 # A response of the size billing stores for a Reserve/Capture (about 150 bytes).
 RESPONSE_HEX = "0a" * 150
 HASH_HEX = "ab" * 32
@@ -448,7 +451,15 @@ class Servers:
     Linux), as n replicas behind one address: the kernel spreads the
     clients' connections over them."""
 
-    def __init__(self, env: dict[str, str], n: int, clients: int, workdir: pathlib.Path) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        n: int,
+        clients: int,
+        workdir: pathlib.Path,
+        module: str = "billing",
+    ) -> None:
+        self.module = module
         self.target = f"127.0.0.1:{free_port()}"
         self.env = {
             **env,
@@ -463,9 +474,9 @@ class Servers:
 
     async def __aenter__(self) -> Servers:
         for i in range(self.n):
-            with (self.workdir / f"billing-{self.n}-{i}.log").open("ab") as log:
+            with (self.workdir / f"{self.module}-{self.n}-{i}.log").open("ab") as log:
                 proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "billing", env=self.env, cwd=REPO, stderr=log
+                    sys.executable, "-m", self.module, env=self.env, cwd=REPO, stderr=log
                 )
             self.procs.append(proc)
             await wait_serving(self.target, proc)
@@ -552,6 +563,19 @@ async def main_async(args: argparse.Namespace) -> None:
                 dsn, args.clients, args.seconds, workdir, Backends(admin, name, PGBENCH_APP)
             )
             phases.setdefault("pgbench, same SQL", Phase()).add(rate, lat, seconds, **cpu)
+        # The floor: the same clients against the same runtime answering from
+        # memory, once, after the rounds (it does not touch the books).
+        async with Servers(env, 1, args.clients, workdir, module="bench.billing.canned") as servers:
+            rate, lat, seconds, cpu = await grpc_phase(
+                client,
+                servers,
+                args.clients,
+                args.seconds,
+                args.warmup,
+                Backends(admin, name, BILLING_APP),
+            )
+        phases[FLOOR] = Phase()
+        phases[FLOOR].add(rate, lat, seconds, **{**cpu, "postgres": 0.0})
         await check_books(dsn)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -592,7 +616,9 @@ async def main_async(args: argparse.Namespace) -> None:
         " load = the gRPC clients' process or pgbench; PostgreSQL = the path's backends"
         " (nan: not readable from here); CPU ratio = pgbench's total CPU a pair over this"
         " path's, what the pairs/s ratio tends to when both paths keep every core busy"
-        " (steadier than pairs/s on a VM whose speed drifts)"
+        " (steadier than pairs/s on a VM whose speed drifts); gRPC only, canned = the same"
+        " clients against the same runtime answering from memory (bench/billing/canned.py),"
+        " one round: what serving the two RPCs costs before billing does any work"
     )
 
 
