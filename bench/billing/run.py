@@ -545,37 +545,33 @@ async def main_async(args: argparse.Namespace) -> None:
     try:
         await migrate(dsn)
         await seed(dsn)
+
+        async def grpc_round(label: str, n: int, module: str = "billing") -> None:
+            async with Servers(env, n, args.clients, workdir, module=module) as servers:
+                rate, lat, seconds, cpu = await grpc_phase(
+                    client,
+                    servers,
+                    args.clients,
+                    args.seconds,
+                    args.warmup,
+                    Backends(admin, name, BILLING_APP),
+                )
+            if module != "billing":  # the floor has no backends: no PostgreSQL time
+                cpu["postgres"] = 0.0
+            phases.setdefault(label, Phase()).add(rate, lat, seconds, **cpu)
+
         # Alternate the paths in short rounds so load from anything else on
         # the machine falls on all alike; report the median round.
         for _ in range(args.rounds):
             for n in replicas:
-                async with Servers(env, n, args.clients, workdir) as servers:
-                    rate, lat, seconds, cpu = await grpc_phase(
-                        client,
-                        servers,
-                        args.clients,
-                        args.seconds,
-                        args.warmup,
-                        Backends(admin, name, BILLING_APP),
-                    )
-                phases.setdefault(f"gRPC billing x{n}", Phase()).add(rate, lat, seconds, **cpu)
+                await grpc_round(f"gRPC billing x{n}", n)
             rate, lat, seconds, cpu = await pgbench_round(
                 dsn, args.clients, args.seconds, workdir, Backends(admin, name, PGBENCH_APP)
             )
             phases.setdefault("pgbench, same SQL", Phase()).add(rate, lat, seconds, **cpu)
         # The floor: the same clients against the same runtime answering from
         # memory, once, after the rounds (it does not touch the books).
-        async with Servers(env, 1, args.clients, workdir, module="bench.billing.canned") as servers:
-            rate, lat, seconds, cpu = await grpc_phase(
-                client,
-                servers,
-                args.clients,
-                args.seconds,
-                args.warmup,
-                Backends(admin, name, BILLING_APP),
-            )
-        phases[FLOOR] = Phase()
-        phases[FLOOR].add(rate, lat, seconds, **{**cpu, "postgres": 0.0})
+        await grpc_round(FLOOR, 1, module="bench.billing.canned")
         await check_books(dsn)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
