@@ -10,11 +10,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from billing.domain import Stats
+
+
+def write_conflicts(registry: CollectorRegistry) -> Counter:
+    """Guarded writes that lost to a concurrent writer and read again.
+
+    Counted where it happens (one replica's view): a steady rate means many
+    calls at once on the same accounts, each paying an extra read and write.
+    """
+    return Counter(
+        "voxmesh_billing_write_conflicts",
+        "Hold writes that found their rows changed since the read, by method.",
+        ["method"],
+        registry=registry,
+    )
 
 
 class BillingMetrics(Collector):

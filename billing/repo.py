@@ -1,28 +1,30 @@
 """Billing storage on PostgreSQL (asyncpg), behind the small BillingStore interface.
 
-Every money call is one database transaction of few round trips:
+Every money call is idempotent under its key, and its response is stored
+with its effect, so a replay answers byte for byte the same.
 
-1. BEGIN;
-2. one statement claims the idempotency key (``INSERT ... ON CONFLICT DO
-   UPDATE`` on (method, key)) and locks the rows the decision reads: the
-   user's account, or the hold and then its account, always in that order,
-   so no two calls deadlock. A concurrent request with the same key blocks
-   on the key row until the first commits or rolls back, so two copies never
-   both act; a committed key hands back its stored response (or
+Holds (Reserve, Capture, Release: two for every note) take two autocommit
+statements and hold no lock between them:
+
+1. a read of the key and of the rows the decision needs (the user's account,
+   or the hold, its job and its account); a stored key answers at once (or
    ALREADY_EXISTS when the request hash differs);
-3. :mod:`billing.domain` decides on the locked rows, and the response is
-   built from them (the transaction's ``now()`` and the locked balances give
-   every value the response needs);
-4. one statement writes the effect (hold, job, the user's balance, a ledger
-   transaction and its two entries) together with the stored response, and
-   returns the resulting balance, which must match what was predicted;
-5. COMMIT.
+2. :mod:`billing.domain` decides on those rows, and the response is built
+   from them (the read's ``now()`` and balances give every value it needs);
+3. one guarded write: its gate locks the same rows and checks that they
+   still hold what was read, and every part of the effect (the key with its
+   response, hold, job, balance, a ledger transaction and its two entries)
+   reads from the gate. It returns the balance it produced, which must match
+   the prediction. An empty gate (another writer changed the rows) or the
+   key's primary key (a copy of the request committed first) sends the call
+   back to step 1, where it is judged afresh or answered from the key.
 
-Credits (TopUp, Grant, Refund) write the effect first and store the
-response in a second statement, because their response carries the new
-ledger row's id. A request that fails (insufficient funds, a banned
-user...) rolls back entirely, key included: nothing happened, so a retry is
-judged afresh. The statements themselves live in :mod:`billing.sql`.
+Credits (TopUp, Grant, Refund), rare next to holds, run in one transaction:
+claim the key and lock the rows in one statement, decide, write the effect,
+then store the response, which carries the new ledger row's id. A request
+that fails (insufficient funds, a banned user...) writes nothing, key
+included: nothing happened, so a retry is judged afresh. The statements
+themselves live in :mod:`billing.sql`.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 import asyncpg
+from prometheus_client import Counter
 
 from billing import domain, sql
 from billing.config import BillingSettings
@@ -240,7 +243,11 @@ _JOB_STATE = {
     HoldState.EXPIRED: "expired",
 }
 
-Act = Callable[[asyncpg.Connection, asyncpg.Record], Awaitable[bytes]]
+Act = Callable[[asyncpg.Connection, asyncpg.Record], Awaitable[T]]
+# A guarded write loses only to a writer that committed in between, so every
+# lost attempt is someone else's progress; this many in a row means a storm
+# on one account, and the caller retries later with the same key.
+_GUARD_ATTEMPTS = 10
 
 
 def _check_prediction(expected: int, actual: int | None, what: str) -> None:
@@ -251,31 +258,62 @@ def _check_prediction(expected: int, actual: int | None, what: str) -> None:
         raise Internal(f"{what}: ledger prediction mismatch")
 
 
+def _stored(idem: IdempotencyKey, row: asyncpg.Record) -> bytes | None:
+    """The response stored under the key, if it has one."""
+    if row["response"] is None:
+        return None
+    if bytes(row["request_hash"]) != idem.request_hash:
+        raise AlreadyExists(
+            f"idempotency key was used for a different {idem.method} request",
+            reason="IDEMPOTENCY_KEY_REUSED",
+            metadata={"idempotency_key": idem.key},
+        )
+    return bytes(row["response"])
+
+
 class PgBillingStore:
     """BillingStore on an asyncpg pool."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, conflicts: Counter | None = None) -> None:
         self._pool = pool
+        self._conflicts = conflicts
 
     # -- idempotent transaction frame ------------------------------------------
 
     async def _idempotent(
-        self, idem: IdempotencyKey, claim_sql: str, claim_args: tuple[Any, ...], act: Act
+        self, idem: IdempotencyKey, claim_sql: str, claim_args: tuple[Any, ...], act: Act[bytes]
     ) -> bytes:
         async with self._pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 claim_sql, idem.method, idem.key, idem.request_hash, *claim_args
             )
             assert row is not None  # ON CONFLICT DO UPDATE always returns the key row
-            if row["response"] is not None:
-                if bytes(row["request_hash"]) != idem.request_hash:
-                    raise AlreadyExists(
-                        f"idempotency key was used for a different {idem.method} request",
-                        reason="IDEMPOTENCY_KEY_REUSED",
-                        metadata={"idempotency_key": idem.key},
-                    )
-                return bytes(row["response"])
+            stored = _stored(idem, row)
+            if stored is not None:
+                return stored
             return await act(conn, row)
+
+    async def _guarded(
+        self, idem: IdempotencyKey, read_sql: str, subject: Any, write: Act[bytes | None]
+    ) -> bytes:
+        """Read, decide and write under a guard; again after losing to another writer."""
+        async with self._pool.acquire() as conn:
+            for _ in range(_GUARD_ATTEMPTS):
+                row = await conn.fetchrow(read_sql, idem.method, idem.key, subject)
+                stored = _stored(idem, row)
+                if stored is not None:
+                    return stored
+                try:
+                    body = await write(conn, row)
+                except asyncpg.UniqueViolationError as exc:
+                    if exc.constraint_name != "idempotency_keys_pkey":
+                        raise
+                    body = None  # a copy of this request committed first: read its answer
+                if body is not None:
+                    return body
+                if self._conflicts is not None:
+                    self._conflicts.labels(idem.method).inc()
+        raise Unavailable("too many concurrent changes to this account, retry", retry_after=0.05)
 
     # -- users --------------------------------------------------------------
 
@@ -334,7 +372,7 @@ class PgBillingStore:
         ttl_seconds: int,
         encode: Encoder[HoldResult],
     ) -> bytes:
-        async def act(conn: asyncpg.Connection, row: asyncpg.Record) -> bytes:
+        async def write(conn: asyncpg.Connection, row: asyncpg.Record) -> bytes | None:
             if row["account_id"] is None:
                 raise domain.user_not_found(cmd.user_id)
             domain.check_reserve(Role(row["role"]), row["balance"], cmd.amount_credits)
@@ -345,7 +383,7 @@ class PgBillingStore:
                 captured_credits=0,
                 refunded_credits=0,
                 state=HoldState.PENDING,
-                # The transaction's now(): the same clock the reaper compares with.
+                # The database's now(): the same clock the reaper compares with.
                 expire_time=row["now"] + dt.timedelta(seconds=ttl_seconds),
                 job=cmd.job,
             )
@@ -356,6 +394,7 @@ class PgBillingStore:
                 sql.SQL_RESERVE,
                 idem.method,
                 idem.key,
+                idem.request_hash,
                 body,
                 hold.hold_id,
                 cmd.user_id,
@@ -367,11 +406,15 @@ class PgBillingStore:
                 job.file_id,
                 job.duration_seconds,
                 job.trace_id,
+                row["balance"],
+                row["held"],
             )
+            if balance is None:
+                return None
             _check_prediction(expected, balance, "reserve")
             return body
 
-        return await self._idempotent(idem, sql.SQL_CLAIM_ACCOUNT, (cmd.user_id, 0), act)
+        return await self._guarded(idem, sql.SQL_READ_ACCOUNT, cmd.user_id, write)
 
     async def _settle(
         self,
@@ -382,7 +425,7 @@ class PgBillingStore:
         captured: int,
         note: str,
         encode: Encoder[HoldResult],
-    ) -> bytes:
+    ) -> bytes | None:
         hold = _hold(row)
         expected = row["balance"] + hold.amount_credits - captured
         result = HoldResult(hold=_settled(hold, state, captured), balance_credits=expected)
@@ -391,13 +434,18 @@ class PgBillingStore:
             sql.SQL_SETTLE,
             idem.method,
             idem.key,
+            idem.request_hash,
             body,
             hold.hold_id,
             captured,
             state.value,
             _JOB_STATE[state],
             note,
+            row["balance"],
+            row["held"],
         )
+        if balance is None:
+            return None
         _check_prediction(expected, balance, state.value)
         return body
 
@@ -405,7 +453,7 @@ class PgBillingStore:
     async def capture(
         self, idem: IdempotencyKey, cmd: domain.Capture, encode: Encoder[HoldResult]
     ) -> bytes:
-        async def act(conn: asyncpg.Connection, row: asyncpg.Record) -> bytes:
+        async def write(conn: asyncpg.Connection, row: asyncpg.Record) -> bytes | None:
             if row["hold_id"] is None:
                 raise domain.hold_not_found(cmd.hold_id)
             domain.check_capture(_hold(row), cmd.amount_credits)
@@ -419,20 +467,20 @@ class PgBillingStore:
                 encode,
             )
 
-        return await self._idempotent(idem, sql.SQL_CLAIM_HOLD, (cmd.hold_id,), act)
+        return await self._guarded(idem, sql.SQL_READ_HOLD, cmd.hold_id, write)
 
     @_db_call
     async def release(
         self, idem: IdempotencyKey, cmd: domain.Release, encode: Encoder[HoldResult]
     ) -> bytes:
-        async def act(conn: asyncpg.Connection, row: asyncpg.Record) -> bytes:
+        async def write(conn: asyncpg.Connection, row: asyncpg.Record) -> bytes | None:
             if row["hold_id"] is None:
                 raise domain.hold_not_found(cmd.hold_id)
             domain.check_pending(_hold(row))
             note = f"released: {cmd.reason}" if cmd.reason else "released"
             return await self._settle(conn, idem, row, HoldState.RELEASED, 0, note, encode)
 
-        return await self._idempotent(idem, sql.SQL_CLAIM_HOLD, (cmd.hold_id,), act)
+        return await self._guarded(idem, sql.SQL_READ_HOLD, cmd.hold_id, write)
 
     # -- credits ---------------------------------------------------------------
 

@@ -11,12 +11,13 @@ import asyncpg
 from opentelemetry.sdk.trace import TracerProvider
 
 from billing.config import BillingSettings
-from billing.metrics import BillingMetrics
+from billing.metrics import BillingMetrics, write_conflicts
 from billing.reaper import Reaper
 from billing.repo import PgBillingStore, create_pool, wait_for_database
 from billing.service import SERVICE_NAME, BillingServicer
 from billing.v1 import billing_pb2_grpc
 from voxmesh.config import ServerSettings
+from voxmesh.metrics import Metrics
 from voxmesh.server import GrpcServer, ServiceSpec, run_main, serve
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,8 @@ async def create_app(
     run_reaper: bool = True,
 ) -> BillingApp:
     pool = await create_pool(settings)
-    store = PgBillingStore(pool)
+    metrics = Metrics(server_settings.service)
+    store = PgBillingStore(pool, conflicts=write_conflicts(metrics.registry))
     servicer = BillingServicer(store, settings)
     services = [
         ServiceSpec(
@@ -101,6 +103,7 @@ async def create_app(
         domain=DOMAIN,
         tracer_provider=tracer_provider,
         policy=CALLER_POLICY,
+        metrics=metrics,
     )
     reaper = (
         Reaper(

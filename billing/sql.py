@@ -23,65 +23,102 @@ WITH k AS (
 # committed key always has its response, written before that commit. The
 # no-op DO UPDATE makes the statement return the existing row too.
 
-# Claim + lock a user's account. $4 user, $5 actor (0: none). new_id is
-# the id a Reserve gives its hold.
-SQL_CLAIM_ACCOUNT = f"""{_CLAIM}
+# The rows a decision reads, for a claim (locked, in a transaction) and for
+# the read before a guarded write (not locked). {source} yields k.
+_ACCOUNT_ROWS = """
 SELECT k.request_hash, k.response, now() AS now, gen_random_uuid() AS new_id,
-       a.role, a.account_id, a.balance, a.held,
-       (SELECT role FROM users WHERE user_id = $5::bigint) AS actor_role
-FROM k
+       a.role, a.account_id, a.balance, a.held{actor}
+FROM {source}
 LEFT JOIN LATERAL (
     SELECT u.role, acc.account_id, acc.balance, acc.held
     FROM accounts acc JOIN users u ON u.user_id = acc.user_id
-    WHERE acc.user_id = $4 AND k.response IS NULL
-    FOR UPDATE OF acc
+    WHERE acc.user_id = {user}{lock_account}
 ) a ON true
-"""  # noqa: S608 - constant SQL fragments only
-
-# Claim + lock a hold, then its owner's account (the nested loop runs the
-# second LATERAL only once the first produced its locked row). $4 hold.
-SQL_CLAIM_HOLD = f"""{_CLAIM}
+"""
+# A hold with its job, then its owner's account: claimed, the hold is locked
+# first (the nested loop runs the second LATERAL only once the first
+# produced its locked row), the order every writer takes them in.
+_HOLD_ROWS = """
 SELECT k.request_hash, k.response, now() AS now,
        h.hold_id, h.user_id, h.amount_credits, h.captured_credits, h.refunded_credits,
        h.state, h.expire_time, h.chat_id, h.message_id, h.file_id, h.duration_seconds,
        h.trace_id, a.account_id, a.balance, a.held
-FROM k
+FROM {source}
 LEFT JOIN LATERAL (
     SELECT h.hold_id, h.user_id, h.amount_credits, h.captured_credits, h.refunded_credits,
            h.state, h.expire_time,
            j.chat_id, j.message_id, j.file_id, j.duration_seconds, j.trace_id
     FROM holds h JOIN jobs j ON j.hold_id = h.hold_id
-    WHERE h.hold_id = $4 AND k.response IS NULL
-    FOR UPDATE OF h
+    WHERE h.hold_id = {hold}{lock_hold}
 ) h ON true
 LEFT JOIN LATERAL (
-    SELECT account_id, balance, held FROM accounts WHERE user_id = h.user_id FOR UPDATE
+    SELECT account_id, balance, held FROM accounts WHERE user_id = h.user_id{lock_account}
 ) a ON true
-"""  # noqa: S608 - constant SQL fragments only
+"""
+# A read finds the key, if any, without claiming it.
+_KEY_IF_ANY = """(VALUES (1)) AS one (x)
+LEFT JOIN idempotency_keys k ON k.method = $1 AND k.key = $2"""
+
+# Claim + lock a user's account (credits). $4 user, $5 actor (0: none).
+SQL_CLAIM_ACCOUNT = _CLAIM + _ACCOUNT_ROWS.format(
+    source="k",
+    user="$4 AND k.response IS NULL",
+    lock_account="\n    FOR UPDATE OF acc",
+    actor=",\n       (SELECT role FROM users WHERE user_id = $5::bigint) AS actor_role",
+)
+# Claim + lock a hold, then its owner's account (Refund). $4 hold.
+SQL_CLAIM_HOLD = _CLAIM + _HOLD_ROWS.format(
+    source="k",
+    hold="$4 AND k.response IS NULL",
+    lock_hold="\n    FOR UPDATE OF h",
+    lock_account="\n    FOR UPDATE",
+)
 
 SQL_SAVE_RESPONSE = "UPDATE idempotency_keys SET response = $3 WHERE method = $1 AND key = $2"
 
-# $1 method, $2 key, $3 response, $4 hold, $5 user, $6 amount, $7 expire time,
-# $8 account, $9.. job fields. Returns the user's spendable balance after.
+# --- holds: read, then one guarded write ----------------------------------------
+# Reserve, Capture and Release run two autocommit statements and hold no lock
+# between them: a read of the key and of the rows the decision needs, then
+# one write whose gate (a locking SELECT in a MATERIALIZED CTE that every
+# other part reads from) re-checks, on the latest row versions, that those
+# rows still hold what was read. Nothing is written when the gate is empty,
+# and the key is inserted with its response, so a duplicate that raced past
+# the read fails on the key's primary key; either way the caller reads again.
+
+# The key, the user's role and account. $1 method, $2 key, $3 user. new_id
+# is the id a Reserve gives its hold.
+SQL_READ_ACCOUNT = _ACCOUNT_ROWS.format(source=_KEY_IF_ANY, user="$3", actor="", lock_account="")
+# The key, a hold with its job, and the owner's account. $1 method, $2 key, $3 hold.
+SQL_READ_HOLD = _HOLD_ROWS.format(source=_KEY_IF_ANY, hold="$3", lock_hold="", lock_account="")
+
+# $1 method, $2 key, $3 request hash, $4 response, $5 hold, $6 user, $7 amount,
+# $8 expire time, $9 account, $10.. $14 job fields, $15 balance and $16 held
+# as read. Returns the user's spendable balance after; no row if the account
+# changed since the read.
 SQL_RESERVE = f"""
-WITH s AS (
-    UPDATE idempotency_keys SET response = $3 WHERE method = $1 AND key = $2
+WITH g AS MATERIALIZED (
+    SELECT account_id FROM accounts
+    WHERE account_id = $9 AND balance = $15 AND held = $16
+    FOR UPDATE
+), s AS (
+    INSERT INTO idempotency_keys (method, key, request_hash, response)
+    SELECT $1, $2, $3, $4 FROM g
 ), h AS (
     INSERT INTO holds (hold_id, user_id, amount_credits, expire_time)
-    VALUES ($4, $5, $6, $7)
+    SELECT $5, $6, $7, $8 FROM g
     RETURNING hold_id
 ), j AS (
     INSERT INTO jobs (hold_id, user_id, chat_id, message_id, file_id, duration_seconds, trace_id)
-    VALUES ($4, $5, $9, $10, $11, $12, $13)
+    SELECT $5, $6, $10, $11, $12, $13, $14 FROM g
 ), a AS (
-    UPDATE accounts SET balance = balance - $6, held = held + $6
-    WHERE account_id = $8
-    RETURNING balance, held
+    UPDATE accounts SET balance = accounts.balance - $7, held = accounts.held + $7
+    FROM g WHERE accounts.account_id = g.account_id
+    RETURNING accounts.balance, accounts.held
 ), t AS (
     INSERT INTO ledger_transactions
         (kind, user_id, amount_credits, debit_account_id, credit_account_id, balance_after,
          hold_id, description)
-    SELECT 'hold', $5, $6, $8, {ESCROW_ACCOUNT}, a.balance + a.held, h.hold_id, 'hold'
+    SELECT 'hold', $6, $7, $9, {ESCROW_ACCOUNT}, a.balance + a.held, h.hold_id, 'hold'
     FROM h, a
     RETURNING transaction_id, debit_account_id, credit_account_id, amount_credits
 ), e AS (
@@ -94,20 +131,36 @@ SELECT a.balance FROM a
 """  # noqa: S608 - only this module's constant account ids are formatted in
 
 # Settles a pending hold: the captured part goes to revenue, the rest back
-# to the user. Returns the spendable balance after. Written once, rendered
-# with and without the saved response (placeholders become $n below).
+# to the user. Returns the spendable balance after, or no row when the gate
+# is empty. The gate locks the hold, then its account (the nested loop runs
+# the second LATERAL only once the first produced its locked row): the
+# order every other writer takes them in. Written once, rendered for the
+# RPCs (key saved, account guarded) and for the reaper (neither).
 _SETTLE = """
-WITH {save}h AS (
+WITH g AS MATERIALIZED (
+    SELECT h.hold_id, a.account_id
+    FROM (VALUES (1)) AS one (x)
+    CROSS JOIN LATERAL (
+        SELECT hold_id, user_id FROM holds
+        WHERE hold_id = {hold} AND state = 'pending'
+        FOR UPDATE
+    ) h
+    CROSS JOIN LATERAL (
+        SELECT account_id FROM accounts WHERE user_id = h.user_id{guard}
+        FOR UPDATE
+    ) a
+), {save}h AS (
     UPDATE holds SET state = {state}, captured_credits = {captured}, settle_time = now()
-    WHERE hold_id = {hold} AND state = 'pending'
-    RETURNING hold_id, user_id, amount_credits, captured_credits
+    FROM g WHERE holds.hold_id = g.hold_id
+    RETURNING holds.hold_id, holds.user_id, holds.amount_credits, holds.captured_credits
 ), j AS (
-    UPDATE jobs SET state = {job_state}, update_time = now() WHERE hold_id = {hold}
+    UPDATE jobs SET state = {job_state}, update_time = now()
+    FROM g WHERE jobs.hold_id = g.hold_id
 ), a AS (
     UPDATE accounts
     SET balance = accounts.balance + h.amount_credits - h.captured_credits,
         held = accounts.held - h.amount_credits
-    FROM h WHERE accounts.user_id = h.user_id
+    FROM g, h WHERE accounts.account_id = g.account_id
     RETURNING accounts.account_id, accounts.balance, accounts.held
 ), t AS (
     INSERT INTO ledger_transactions
@@ -129,25 +182,28 @@ WITH {save}h AS (
 )
 SELECT a.balance FROM h, a
 """
-_SAVE_CTE = """s AS (
-    UPDATE idempotency_keys SET response = $3 WHERE method = $1 AND key = $2
-), """
 
-# $1 method, $2 key, $3 response, $4 hold, $5 captured, $6 hold state,
-# $7 job state, $8 note.
+# $1 method, $2 key, $3 request hash, $4 response, $5 hold, $6 captured,
+# $7 hold state, $8 job state, $9 note, $10 balance and $11 held as read.
 SQL_SETTLE = _SETTLE.format(
-    save=_SAVE_CTE,
-    hold="$4",
-    captured="$5",
-    state="$6",
-    job_state="$7",
-    note="$8",
+    save="""s AS (
+    INSERT INTO idempotency_keys (method, key, request_hash, response)
+    SELECT $1, $2, $3, $4 FROM g
+), """,
+    guard=" AND balance = $10 AND held = $11",
+    hold="$5",
+    captured="$6",
+    state="$7",
+    job_state="$8",
+    note="$9",
     escrow=ESCROW_ACCOUNT,
     revenue=REVENUE_ACCOUNT,
 )
-# The reaper's variant, with no idempotency key: $1 hold ... $5 note.
+# The reaper's variant, inside its transaction that already locked the hold:
+# no key, no guard. $1 hold, $2 captured, $3 hold state, $4 job state, $5 note.
 SQL_EXPIRE = _SETTLE.format(
     save="",
+    guard="",
     hold="$1",
     captured="$2",
     state="$3",

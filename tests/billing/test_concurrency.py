@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 import grpc
+from prometheus_client import generate_latest
 
 from billing.v1 import billing_pb2 as pb
 from billing.v1 import billing_pb2_grpc
@@ -227,3 +228,13 @@ async def test_two_thousand_mixed_operations(start_billing: StartBilling) -> Non
         assert {r["method"]: r["n"] for r in keys} == dict(by_method)
     finally:
         await conn.close()
+    # Hold writes did lose to each other (copies sent at the same moment at
+    # least), and each loser read again: the books above are after that.
+    conflicts = generate_latest(b.app.server.metrics.registry).decode()
+    lost = sum(
+        float(line.split()[-1])
+        for line in conflicts.splitlines()
+        if line.startswith("voxmesh_billing_write_conflicts_total{")
+    )
+    print(f"hold writes that read again: {lost:.0f}")
+    assert lost > 0
