@@ -5,7 +5,8 @@ Every channel gets the same service config: retries on UNAVAILABLE only
 doubles an effect), keepalive so dead peers are noticed behind NATs and load
 balancers, and round_robin for ``dns:///`` targets so a headless Kubernetes
 Service spreads calls over every pod instead of pinning one HTTP/2
-connection. The client interceptors add tracing and deadline propagation.
+connection. The client interceptors add tracing and deadline propagation, and
+bound a unary call that has no deadline at all.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ _RETRY_POLICY = {
 }
 
 MAX_MESSAGE_BYTES = 20 * 1024 * 1024
+# A unary call's timeout when neither its caller nor a served call's deadline
+# sets one: the servers' own default deadline, so a call that never reaches
+# a server is bounded on the client as one that does is on the server.
+DEFAULT_CALL_TIMEOUT_SECONDS = 30.0
 
 
 def service_config(target: str) -> dict[str, Any]:
@@ -56,14 +61,18 @@ def dial(
     credentials: grpc.ChannelCredentials | None = None,
     tls: TlsSettings | None = None,
     tracer_provider: TracerProvider | None = None,
+    default_timeout: float | None = DEFAULT_CALL_TIMEOUT_SECONDS,
 ) -> grpc.aio.Channel:
     """Open a channel to ``target`` (``host:port`` or ``dns:///name:port``).
 
-    With ``tls`` the channel presents this process's certificate (mutual TLS).
+    With ``tls`` the channel presents this process's certificate (mutual
+    TLS). ``default_timeout`` bounds unary calls that have no deadline.
     """
     if credentials is None and tls is not None:
         credentials = tls.channel_credentials()
-    interceptors = client_interceptors(tracer_provider=tracer_provider)
+    interceptors = client_interceptors(
+        tracer_provider=tracer_provider, default_timeout=default_timeout
+    )
     options = channel_options(target)
     if credentials is None:
         return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)

@@ -392,9 +392,13 @@ def _from_downstream(exc: grpc.aio.AioRpcError) -> ServiceError:
 
 
 def _with_deadline(
-    details: grpc.aio.ClientCallDetails, metadata: grpc.aio.Metadata | None = None
+    details: grpc.aio.ClientCallDetails,
+    metadata: grpc.aio.Metadata | None,
+    default: float | None,
 ) -> grpc.aio.ClientCallDetails:
     timeout = deadline.outgoing_timeout(details.timeout)
+    if timeout is None:
+        timeout = default
     if timeout is None and metadata is None:
         return details
     if timeout is not None:
@@ -430,23 +434,26 @@ def _fail(span: Span, exc: BaseException) -> None:
 class _ClientCalls:
     """What every client call goes through: its span, trace headers and deadline."""
 
-    def __init__(self, tracer_provider: TracerProvider | None) -> None:
+    def __init__(
+        self, tracer_provider: TracerProvider | None, default_timeout: float | None = None
+    ) -> None:
         self._tracer = trace.get_tracer(_TRACER_NAME, tracer_provider=tracer_provider)
+        self._default_timeout = default_timeout
 
     def _prepare(
-        self, details: grpc.aio.ClientCallDetails
+        self, details: grpc.aio.ClientCallDetails, default: float | None = None
     ) -> tuple[Span | None, grpc.aio.ClientCallDetails]:
         method = details.method
         # grpc passes the method as bytes (grpc/grpc#31092).
         if isinstance(method, bytes):
             method = method.decode()
         if method.startswith(_HEALTH_PREFIX) or not is_instrumentation_enabled():
-            return None, _with_deadline(details)
+            return None, _with_deadline(details, None, default)
         name, _, attributes = describe(method)
         span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
         metadata = grpc.aio.Metadata(*details.metadata) if details.metadata else grpc.aio.Metadata()
         propagate.inject(metadata, trace.set_span_in_context(span), setter=_metadata_setter)
-        return span, _with_deadline(details, metadata)
+        return span, _with_deadline(details, metadata, default)
 
     @staticmethod
     async def _unary(span: Span | None, call: Awaitable[Any]) -> Any:
@@ -494,7 +501,8 @@ class _UnaryUnary(_ClientCalls, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(
         self, continuation: Any, client_call_details: Any, request: Any
     ) -> Any:
-        span, details = self._prepare(client_call_details)
+        # Only a unary call gets the default: a stream's length is its caller's to bound.
+        span, details = self._prepare(client_call_details, self._default_timeout)
         return await self._unary(span, continuation(details, request))
 
 
@@ -523,11 +531,16 @@ class _StreamStream(_ClientCalls, grpc.aio.StreamStreamClientInterceptor):
 
 
 def client_interceptors(
-    *, tracer_provider: TracerProvider | None = None
+    *, tracer_provider: TracerProvider | None = None, default_timeout: float | None = None
 ) -> Sequence[grpc.aio.ClientInterceptor]:
-    """One interceptor per call type: span, trace headers, deadline."""
+    """One interceptor per call type: span, trace headers, deadline.
+
+    A unary call made with no timeout of its own and outside any served
+    call's deadline gets ``default_timeout``: no call waits forever on a
+    peer that never answers.
+    """
     return [
-        _UnaryUnary(tracer_provider),
+        _UnaryUnary(tracer_provider, default_timeout),
         _UnaryStream(tracer_provider),
         _StreamUnary(tracer_provider),
         _StreamStream(tracer_provider),

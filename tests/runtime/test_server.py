@@ -163,12 +163,48 @@ async def test_unexpected_exception_is_internal_without_internals() -> None:
         await server.stop(0)
 
 
+async def test_client_bounds_a_unary_call_that_has_no_deadline() -> None:
+    # The server would wait a minute: the client's default ends the call first.
+    settings = _settings("billing", default_deadline_seconds=60)
+    specs = [
+        _spec_billing(Hop1Billing(None)),
+        ServiceSpec(
+            transcriber_pb2.DESCRIPTOR.services_by_name["TranscriberService"].full_name,
+            lambda s: transcriber_pb2_grpc.add_TranscriberServiceServicer_to_server(
+                SlowTranscriber(), s
+            ),
+        ),
+    ]
+    server = GrpcServer(settings, specs, domain="b")
+    await server.start()
+    try:
+        async with dial(server.address, default_timeout=0.5) as ch:
+            stub = billing_pb2_grpc.BillingServiceStub(ch)
+            start = time.monotonic()
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.Quote(billing_pb2.QuoteRequest(duration_seconds=3))  # no timeout
+            assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert time.monotonic() - start < 2
+            # The caller's own timeout still wins over the default.
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.Quote(billing_pb2.QuoteRequest(duration_seconds=3), timeout=0.1)
+            assert time.monotonic() - start < 2.5
+            # A stream is not cut at the default: its caller bounds it.
+            call = transcriber_pb2_grpc.TranscriberServiceStub(ch).Transcribe(
+                iter([transcriber_pb2.TranscribeRequest()])
+            )
+            got = [r async for r in call]
+            assert got[-1].HasField("done") and len(got) == 6
+    finally:
+        await server.stop(0)
+
+
 async def test_call_without_deadline_gets_the_default() -> None:
     settings = _settings("billing", default_deadline_seconds=0.5)
     server = GrpcServer(settings, [_spec_billing(Hop1Billing(None))], domain="b")
     await server.start()
     try:
-        async with dial(server.address) as ch:
+        async with dial(server.address, default_timeout=None) as ch:  # a bare caller
             stub = billing_pb2_grpc.BillingServiceStub(ch)
             start = time.monotonic()
             with pytest.raises(grpc.aio.AioRpcError) as info:
