@@ -278,7 +278,7 @@ class PgBillingStore:
         self._pool = pool
         self._conflicts = conflicts
 
-    # -- idempotent transaction frame ------------------------------------------
+    # -- idempotency frames: claim in a transaction (credits), guarded write (holds)
 
     async def _idempotent(
         self, idem: IdempotencyKey, claim_sql: str, claim_args: tuple[Any, ...], act: Act[bytes]
