@@ -188,6 +188,7 @@ async def test_client_bounds_a_unary_call_that_has_no_deadline() -> None:
             # The caller's own timeout still wins over the default.
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 await stub.Quote(billing_pb2.QuoteRequest(duration_seconds=3), timeout=0.1)
+            assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
             assert time.monotonic() - start < 2.5
             # A stream is not cut at the default: its caller bounds it.
             call = transcriber_pb2_grpc.TranscriberServiceStub(ch).Transcribe(
