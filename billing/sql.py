@@ -183,35 +183,29 @@ WITH g AS MATERIALIZED (
 SELECT a.balance FROM h, a
 """
 
+
+def _settle(first: int, *, save: str = "", guard: str = "") -> str:
+    """_SETTLE with hold, captured, hold state, job state and note as $first.. $first+4."""
+    names = ("hold", "captured", "state", "job_state", "note")
+    params = {name: f"${first + n}" for n, name in enumerate(names)}
+    return _SETTLE.format(
+        save=save, guard=guard, escrow=ESCROW_ACCOUNT, revenue=REVENUE_ACCOUNT, **params
+    )
+
+
 # $1 method, $2 key, $3 request hash, $4 response, $5 hold, $6 captured,
 # $7 hold state, $8 job state, $9 note, $10 balance and $11 held as read.
-SQL_SETTLE = _SETTLE.format(
+SQL_SETTLE = _settle(
+    5,
     save="""s AS (
     INSERT INTO idempotency_keys (method, key, request_hash, response)
     SELECT $1, $2, $3, $4 FROM g
 ), """,
     guard=" AND balance = $10 AND held = $11",
-    hold="$5",
-    captured="$6",
-    state="$7",
-    job_state="$8",
-    note="$9",
-    escrow=ESCROW_ACCOUNT,
-    revenue=REVENUE_ACCOUNT,
 )
 # The reaper's variant, inside its transaction that already locked the hold:
 # no key, no guard. $1 hold, $2 captured, $3 hold state, $4 job state, $5 note.
-SQL_EXPIRE = _SETTLE.format(
-    save="",
-    guard="",
-    hold="$1",
-    captured="$2",
-    state="$3",
-    job_state="$4",
-    note="$5",
-    escrow=ESCROW_ACCOUNT,
-    revenue=REVENUE_ACCOUNT,
-)
+SQL_EXPIRE = _settle(1)
 
 # Credits a user from a system account. $1 kind, $2 user, $3 amount,
 # $4 debited system account, $5 hold, $6 provider, $7 charge id, $8 description.
