@@ -4,11 +4,13 @@ Long polling by default; ``GATEWAY_MODE=webhook`` serves Telegram's POSTs at
 ``/webhook`` (checked against TELEGRAM_WEBHOOK_SECRET) beside ``/healthz``,
 ``/readyz`` and ``/metrics`` on GATEWAY_HTTP_ADDR. SIGTERM: ``/readyz``
 turns 503, no new updates are taken, jobs in flight get
-GATEWAY_GRACE_SECONDS to finish; what is still running then is cancelled,
-which releases its hold and tells the user. While Redis is down no updates
-are taken and ``/readyz`` is 503 (:mod:`gateway.redis_health`). Every
-replica runs the reconciler (:mod:`gateway.reconciler`), which finishes or
-refunds the jobs of a gateway that died mid-way.
+GATEWAY_GRACE_SECONDS to finish; what is still running then is cancelled and
+its lease let go, so another replica (or this one, restarted) goes on with
+it. An update is acknowledged only once handled (:mod:`gateway.polling`;
+a webhook answers after the handler). While Redis is down no updates are
+taken and ``/readyz`` is 503 (:mod:`gateway.redis_health`). Every replica
+runs the reconciler (:mod:`gateway.jobs.reconciler`), which starts the jobs
+a restart, a crash or an outage left waiting.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import asyncio
 import contextlib
 import enum
 import logging
+import secrets
 import signal
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +39,11 @@ from gateway.clients import Services
 from gateway.config import WEBHOOK_PATH, GatewaySettings
 from gateway.handlers import routers
 from gateway.i18n import COMMANDS
-from gateway.jobs import JobLanes
+from gateway.jobs.accept import Jobs
+from gateway.jobs.queue import JobQueue
+from gateway.jobs.reconciler import Reconciler
+from gateway.jobs.runner import Runner
+from gateway.jobs.saga import Saga
 from gateway.limits import RateLimiter, UpdateDedupe
 from gateway.middlewares import (
     DedupeMiddleware,
@@ -44,9 +52,9 @@ from gateway.middlewares import (
     UserMiddleware,
     UserOrderMiddleware,
 )
-from gateway.pipeline import Pipeline
+from gateway.payments import Payments
+from gateway.polling import AckPolling
 from gateway.prefs import Prefs, RedisPrefs
-from gateway.reconciler import JobRegistry, Reconciler
 from gateway.redis_health import PauseUpdates, RedisHealth
 from gateway.telegram_files import TelegramFiles
 from voxmesh import telemetry
@@ -114,13 +122,12 @@ def make_bot(settings: GatewaySettings) -> Bot:
 def build_dispatcher(
     *,
     services: Services,
-    pipeline: Pipeline,
+    jobs: Jobs,
     prefs: Prefs,
-    lanes: JobLanes,
+    payments: Payments,
     guards: Guards,
     settings: GatewaySettings,
     registry: CollectorRegistry,
-    jobs: JobRegistry | None = None,
     health: RedisHealth | None = None,
 ) -> tuple[Dispatcher, InFlight]:
     dp = Dispatcher()
@@ -129,7 +136,7 @@ def build_dispatcher(
     )
     duplicates = Counter(
         "voxmesh_gateway_duplicate_updates",
-        "Updates dropped because their update_id was already seen.",
+        "Updates dropped because they were already handled.",
         registry=registry,
     )
     refused = Counter(
@@ -158,10 +165,9 @@ def build_dispatcher(
     dp.message.middleware(limit)
     dp.callback_query.middleware(limit)
     dp["services"] = services
-    dp["pipeline"] = pipeline
+    dp["jobs"] = jobs
     dp["prefs"] = prefs
-    dp["lanes"] = lanes
-    dp["registry"] = jobs
+    dp["payments"] = payments
     dp["settings"] = settings
     dp.include_routers(*routers())
     return dp, in_flight
@@ -209,7 +215,9 @@ class WebhookHandler(SimpleRequestHandler):
     answering 503 while draining so Telegram re-delivers the update to another pod."""
 
     def __init__(self, dp: Dispatcher, bot: Bot, *, secret: str, state: State) -> None:
-        super().__init__(dispatcher=dp, bot=bot, secret_token=secret)
+        # Not in the background: Telegram gets its 200 only once the update was
+        # handled (its job recorded); a failure answers 500 and it comes again.
+        super().__init__(dispatcher=dp, bot=bot, secret_token=secret, handle_in_background=False)
         self._state = state
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -243,6 +251,7 @@ class Parts:
     redis: Redis
     health: RedisHealth
     bot: Bot
+    runner: Runner
     reconciler: Reconciler
     dp: Dispatcher
     in_flight: InFlight
@@ -261,7 +270,7 @@ def build(settings: GatewaySettings) -> Parts:
     health = RedisHealth(redis)
     bot = make_bot(settings)
     bot.session.middleware(PauseUpdates(health))
-    pipeline = Pipeline(
+    saga = Saga(
         services,
         TelegramFiles(bot, limit=settings.download_limit),
         download_limit=settings.download_limit,
@@ -270,39 +279,38 @@ def build(settings: GatewaySettings) -> Parts:
         edit_interval_seconds=settings.edit_interval_seconds,
         text_document_threshold=settings.text_document_threshold,
     )
-    prefs = RedisPrefs(redis, prefix)
-    lanes = JobLanes(redis, prefix, max_queued=settings.max_queued_jobs)
-    jobs = JobRegistry(redis, prefix, owner_ttl_seconds=settings.job_owner_ttl_seconds)
-    reconciler = Reconciler(
-        services,
-        pipeline,
-        jobs,
-        lanes,
-        prefs,
-        interval_seconds=settings.reconcile_interval_seconds,
-        after_seconds=settings.reconcile_after_seconds,
+    queue = JobQueue(
+        services, bot_id=bot.id, owner=f"{socket.gethostname()}-{secrets.token_hex(3)}"
     )
+    runner = Runner(queue, saga, lease_seconds=settings.job_lease_seconds)
+    payments = Payments(redis, prefix, services)
+    reconciler = Reconciler(
+        queue, runner, payments, interval_seconds=settings.reconcile_interval_seconds
+    )
+    prefs = RedisPrefs(redis, prefix)
     dp, in_flight = build_dispatcher(
         services=services,
-        pipeline=pipeline,
+        jobs=Jobs(queue, runner, saga),
         prefs=prefs,
-        lanes=lanes,
+        payments=payments,
         guards=Guards(
             limiter=RateLimiter(redis, prefix, limit=settings.rate_limit_per_minute),
-            dedupe=UpdateDedupe(redis, prefix, ttl_seconds=settings.dedupe_ttl_seconds),
+            dedupe=UpdateDedupe(
+                redis, f"{prefix}{bot.id}:", ttl_seconds=settings.dedupe_ttl_seconds
+            ),
         ),
         settings=settings,
         registry=registry,
-        jobs=jobs,
         health=health,
     )
-    return Parts(registry, services, redis, health, bot, reconciler, dp, in_flight)
+    return Parts(registry, services, redis, health, bot, runner, reconciler, dp, in_flight)
 
 
 async def run(settings: GatewaySettings) -> None:
     parts = build(settings)
     registry, services, redis, health = parts.registry, parts.services, parts.redis, parts.health
-    bot, reconciler, dp, in_flight = parts.bot, parts.reconciler, parts.dp, parts.in_flight
+    bot, runner, reconciler = parts.bot, parts.runner, parts.reconciler
+    dp, in_flight = parts.dp, parts.in_flight
     state = State(health=health)
     app = http_app(registry, state)
     webhook = settings.mode == "webhook"
@@ -310,16 +318,17 @@ async def run(settings: GatewaySettings) -> None:
         WebhookHandler(dp, bot, secret=settings.webhook_secret, state=state).register(
             app, path=WEBHOOK_PATH
         )
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
+    site = web.AppRunner(app, access_log=None)
+    await site.setup()
     host, port = parse_addr("GATEWAY_HTTP_ADDR", settings.http_addr)
-    await web.TCPSite(runner, host, port).start()
+    await web.TCPSite(site, host, port).start()
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     polling: asyncio.Task[None] | None = None
+    poller: AckPolling | None = None
     allowed = dp.resolve_used_update_types()
     await set_commands(bot)
     if webhook:
@@ -330,15 +339,8 @@ async def run(settings: GatewaySettings) -> None:
     else:
         # A webhook left by an earlier deployment would make getUpdates fail.
         await bot.delete_webhook()
-        polling = asyncio.create_task(
-            dp.start_polling(
-                bot,
-                handle_signals=False,
-                close_bot_session=False,
-                polling_timeout=10,
-                allowed_updates=allowed,
-            )
-        )
+        poller = AckPolling(dp, bot, allowed_updates=allowed, timeout=10)
+        polling = asyncio.create_task(poller.run())
         log.info("gateway polling %s", telemetry.redact(settings.api_base))
     health.start()
     reconciler.start()
@@ -349,10 +351,11 @@ async def run(settings: GatewaySettings) -> None:
     await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     state.readiness = Readiness.DRAINING
     log.info("gateway draining (grace %.0fs)", settings.grace_seconds)
-    if polling is not None and not polling.done():
-        await dp.stop_polling()
+    if poller is not None:
+        poller.stop()
+    await reconciler.stop()
     await asyncio.gather(
-        in_flight.drain(settings.grace_seconds), reconciler.stop(settings.grace_seconds)
+        in_flight.drain(settings.grace_seconds), runner.drain(settings.grace_seconds)
     )
     await health.stop()
     if polling is not None:
@@ -361,7 +364,7 @@ async def run(settings: GatewaySettings) -> None:
     await bot.session.close()
     await services.close()
     await redis.aclose()
-    await runner.cleanup()
+    await site.cleanup()
     for task in waits:
         task.cancel()
 

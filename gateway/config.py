@@ -75,8 +75,6 @@ class GatewaySettings:
     grace_seconds: float = 30.0
     # Messages (and button presses) a user may send per minute.
     rate_limit_per_minute: int = 20
-    # Jobs a user may have waiting behind the running one.
-    max_queued_jobs: int = 10
     # How long a seen update_id is remembered (Telegram re-delivers for hours).
     dedupe_ttl_seconds: int = 24 * 3600
     packages: tuple[StarsPackage, ...] = (
@@ -84,13 +82,12 @@ class GatewaySettings:
         StarsPackage(100, 1000),
         StarsPackage(250, 2500),
     )
-    # The reconciler looks for abandoned jobs this often...
+    # The reconciler looks for jobs that can move (waiting behind no live
+    # runner, or whose runner died) this often, and once at start.
     reconcile_interval_seconds: float = 30.0
-    # ...among holds pending for at least this long (a floor: a job whose
-    # runner is alive is never touched, however old; see gateway.reconciler).
-    reconcile_after_seconds: float = 120.0
-    # A job's runner renews its claim on it within this; a dead one's lapses.
-    job_owner_ttl_seconds: float = 15.0
+    # A job's runner renews its lease in billing within this; a dead one's
+    # lapses and another replica's claim takes the job over.
+    job_lease_seconds: float = 15.0
     # Mutual TLS to the services (VOXMESH_TLS_*): the gateway's certificate is
     # what billing and the notifier authorise money moves and messages by.
     tls: TlsSettings | None = None
@@ -127,7 +124,6 @@ class GatewaySettings:
             rate_limit_per_minute=env_int(
                 env, "GATEWAY_RATE_LIMIT_PER_MINUTE", 20, min=1, max=10000
             ),
-            max_queued_jobs=env_int(env, "GATEWAY_MAX_QUEUED_JOBS", 10, min=1, max=1000),
             dedupe_ttl_seconds=env_int(
                 env, "GATEWAY_DEDUPE_TTL_SECONDS", 24 * 3600, min=60, max=30 * 86400
             ),
@@ -138,11 +134,6 @@ class GatewaySettings:
             reconcile_interval_seconds=env_float(
                 env, "GATEWAY_RECONCILE_INTERVAL_SECONDS", 30.0, min=0.1, max=3600
             ),
-            reconcile_after_seconds=env_float(
-                env, "GATEWAY_RECONCILE_AFTER_SECONDS", 120.0, min=1, max=86400
-            ),
-            job_owner_ttl_seconds=env_float(
-                env, "GATEWAY_JOB_OWNER_TTL_SECONDS", 15.0, min=1, max=3600
-            ),
+            job_lease_seconds=env_float(env, "GATEWAY_JOB_LEASE_SECONDS", 15.0, min=2, max=600),
             tls=TlsSettings.from_env(env),
         )

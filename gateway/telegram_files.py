@@ -22,7 +22,7 @@ from aiogram.exceptions import (
     TelegramServerError,
 )
 
-from gateway.pipeline import FileTooBigError
+from gateway.jobs.stream import FileTooBigError
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The last resort: any failure an update's handling raised becomes one short sentence.
 
 It says that nothing was charged (a job that reserved money releases it and
-says so itself, in :mod:`gateway.pipeline`) and gives the trace id as the
+says so itself, in :mod:`gateway.jobs.saga`) and gives the trace id as the
 reference an SRE can look up.
 """
 
@@ -12,10 +12,12 @@ import logging
 
 import grpc
 from aiogram import Bot, Router
+from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.types import ErrorEvent
 
 from gateway.clients import Services
 from gateway.i18n import lang_of, t
+from gateway.jobs.accept import NotAcceptedError
 from gateway.replies import answer_callback, reply
 from voxmesh.telemetry import current_trace_id
 
@@ -23,6 +25,9 @@ log = logging.getLogger(__name__)
 
 
 async def on_error(event: ErrorEvent, services: Services, bot: Bot) -> bool:
+    if isinstance(event.exception, NotAcceptedError):
+        # Not acknowledged: Telegram delivers it again (gateway.polling).
+        raise SkipHandler()
     ref = current_trace_id() or "-"
     log.error("update %s failed (trace %s)", event.update.update_id, ref, exc_info=event.exception)
     update = event.update

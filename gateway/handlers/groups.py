@@ -9,8 +9,6 @@ payer is whoever sent /t, or the note's author.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiogram import Bot, F, Router
 from aiogram.enums import ChatMemberStatus
 from aiogram.filters import Command, CommandObject
@@ -19,14 +17,9 @@ from aiogram.types import Message
 from gateway.clients import Services
 from gateway.handlers.media import media_of, transcribe
 from gateway.i18n import t
-from gateway.jobs import JobLanes
-from gateway.middlewares import Gate
-from gateway.pipeline import Pipeline
+from gateway.jobs.accept import Jobs
 from gateway.prefs import Prefs
 from gateway.replies import reply
-
-if TYPE_CHECKING:
-    from gateway.reconciler import JobRegistry
 
 in_group = F.chat.type.in_({"group", "supergroup"})
 _ADMINS = {ChatMemberStatus.CREATOR, ChatMemberStatus.ADMINISTRATOR}
@@ -67,12 +60,10 @@ async def on_autotranscribe_private(message: Message, services: Services, lang: 
 async def on_t(
     message: Message,
     services: Services,
-    pipeline: Pipeline,
+    jobs: Jobs,
     prefs: Prefs,
-    lanes: JobLanes,
     lang: str,
-    gate: Gate | None = None,
-    registry: JobRegistry | None = None,
+    trace_id: str = "",
 ) -> None:
     note = message.reply_to_message
     if note is None or media_of(note) is None or message.from_user is None:
@@ -84,23 +75,19 @@ async def on_t(
         payer=message.from_user.id,
         lang=lang,
         services=services,
-        pipeline=pipeline,
+        jobs=jobs,
         prefs=prefs,
-        lanes=lanes,
-        gate=gate,
-        registry=registry,
+        trace_id=trace_id,
     )
 
 
 async def on_group_note(
     message: Message,
     services: Services,
-    pipeline: Pipeline,
+    jobs: Jobs,
     prefs: Prefs,
-    lanes: JobLanes,
     lang: str,
-    gate: Gate | None = None,
-    registry: JobRegistry | None = None,
+    trace_id: str = "",
 ) -> None:
     if message.from_user is None or message.from_user.is_bot:
         return
@@ -110,11 +97,9 @@ async def on_group_note(
         payer=message.from_user.id,
         lang=lang,
         services=services,
-        pipeline=pipeline,
+        jobs=jobs,
         prefs=prefs,
-        lanes=lanes,
-        gate=gate,
-        registry=registry,
+        trace_id=trace_id,
     )
 
 

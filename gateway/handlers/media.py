@@ -1,31 +1,29 @@
 """Voice notes, audio, video, round videos and audio/video documents; /cancel.
 
-A private chat transcribes every recording it gets, forwarded ones too.
-Each job waits for its turn in the payer's lane (one job at a time per user)
-and says how many are ahead of it while it waits.
+A private chat transcribes every recording it gets, forwarded ones too. The
+handler only records the job (billing's durable queue) and starts its lane:
+the update is acknowledged once the job is recorded, never before.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from typing import TYPE_CHECKING
 
+import grpc
 from aiogram import F, Router
 from aiogram.filters import Command
 from aiogram.types import Message
 
+from billing.v1 import billing_pb2
 from gateway.clients import Services
 from gateway.handlers.settings import to_proto
 from gateway.i18n import t
-from gateway.jobs import JobLanes, LaneFullError
-from gateway.middlewares import Gate
-from gateway.pipeline import Job, Media, Pipeline
+from gateway.jobs.accept import Jobs
+from gateway.jobs.model import JobSpec, Media
+from gateway.jobs.queue import QueueFullError
 from gateway.prefs import Prefs
 from gateway.replies import reply
-
-if TYPE_CHECKING:
-    from gateway.reconciler import JobRegistry
+from transcriber.v1 import transcriber_pb2
 
 is_media_document = F.document.mime_type.startswith("audio/") | F.document.mime_type.startswith(
     "video/"
@@ -40,6 +38,7 @@ def media_of(message: Message) -> Media | None:
             return Media(
                 kind=kind,
                 file_id=item.file_id,
+                file_unique_id=item.file_unique_id,
                 duration=int(item.duration or 0),
                 file_size=int(item.file_size or 0),
                 mime_type=getattr(item, "mime_type", "") or "",
@@ -49,6 +48,7 @@ def media_of(message: Message) -> Media | None:
         return Media(
             kind="document",
             file_id=doc.file_id,
+            file_unique_id=doc.file_unique_id,
             duration=0,
             file_size=int(doc.file_size or 0),
             mime_type=doc.mime_type or "",
@@ -63,20 +63,18 @@ async def transcribe(
     payer: int,
     lang: str,
     services: Services,
-    pipeline: Pipeline,
+    jobs: Jobs,
     prefs: Prefs,
-    lanes: JobLanes,
-    gate: Gate | None,
-    registry: JobRegistry | None = None,
+    trace_id: str = "",
 ) -> None:
-    """Queue ``note`` in the payer's lane, wait for the turn, run the job.
+    """Record a job for ``note`` in the payer's lane and start the lane.
 
     ``trigger`` is the message that asked (the note itself or a /t reply to it).
     """
     media = media_of(note)
     assert media is not None
     chosen = await prefs.user(payer)
-    job = Job(
+    spec = JobSpec(
         user_id=payer,
         chat_id=trigger.chat.id,
         chat_type=trigger.chat.type,
@@ -85,49 +83,23 @@ async def transcribe(
         media=media,
         lang=lang,
         speech_language=chosen.speech_language,
-        output_format=to_proto(chosen.output_format),
+        output_format=int(to_proto(chosen.output_format)),
+        task=transcriber_pb2.TASK_TRANSCRIBE,
     )
     try:
-        ticket = await lanes.enqueue(payer)
-    except LaneFullError:
-        text = t(lang, "queue_full", count=lanes.max_queued)
-        await pipeline.send(job, "queue_full", text)
-        return
-    async with ticket:
-        if ticket.ahead:
-            job = job.with_status(
-                await pipeline.send(job, "queued", t(lang, "queued", ahead=ticket.ahead))
-            )
-        # Queued in arrival order: the user's next update may go ahead now.
-        if gate is not None:
-            gate.release()
-        try:
-            await ticket.wait_turn()
-        except asyncio.CancelledError:
-            # Shutdown before this job's turn: nothing was reserved yet.
-            with contextlib.suppress(Exception):
-                text = t(lang, "interrupted_queued")
-                await asyncio.shield(asyncio.wait_for(pipeline.send(job, "final", text), 5))
-            raise
-        if registry is None:
-            await pipeline.run(job, ticket.stop)
-            return
-        # Owned while it runs, and recorded: if this process dies mid-job, a
-        # reconciler (gateway.reconciler) finishes it or gives the money back.
-        async with await registry.own(job) as ownership:
-            outcome = await pipeline.run(job, ticket.stop)
-            ownership.finished = outcome.settled
+        await jobs.accept(spec, trace_id)
+    except QueueFullError as exc:
+        text = t(lang, "queue_full", count=exc.max_queued)
+        await reply(services, trigger, "queue_full", text)
 
 
 async def on_private_media(
     message: Message,
     services: Services,
-    pipeline: Pipeline,
+    jobs: Jobs,
     prefs: Prefs,
-    lanes: JobLanes,
     lang: str,
-    gate: Gate | None = None,
-    registry: JobRegistry | None = None,
+    trace_id: str = "",
 ) -> None:
     assert message.from_user is not None
     await transcribe(
@@ -136,19 +108,27 @@ async def on_private_media(
         payer=message.from_user.id,
         lang=lang,
         services=services,
-        pipeline=pipeline,
+        jobs=jobs,
         prefs=prefs,
-        lanes=lanes,
-        gate=gate,
-        registry=registry,
+        trace_id=trace_id,
     )
 
 
-async def on_cancel(message: Message, services: Services, lanes: JobLanes, lang: str) -> None:
+async def on_cancel(message: Message, services: Services, jobs: Jobs, lang: str) -> None:
     assert message.from_user is not None
-    # The job itself tells the user it stopped and that the hold was released.
-    if not await lanes.cancel(message.from_user.id):
+    job = await jobs.cancel(message.from_user.id)
+    if job is None:
         await reply(services, message, "cancel", t(lang, "nothing_to_cancel"))
+        return
+    if job.state != billing_pb2.JOB_STATE_CANCELLED:
+        return  # it runs: the job itself says it stopped and what was charged
+    # It was only waiting: it never reserved anything.
+    text = t(lang, "cancelled")
+    if job.status_message_id:
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            await jobs.saga.edit_status(JobSpec.from_bytes(job.spec), job, text)
+            return
+    await reply(services, message, "cancel", text)
 
 
 def make_router() -> Router:

@@ -14,18 +14,20 @@ import logging
 from aiogram import Bot, F, Router
 from aiogram.filters import Command
 from aiogram.types import CallbackQuery, LabeledPrice, Message, PreCheckoutQuery
+from redis.exceptions import RedisError
 
 from billing.v1 import billing_pb2
 from gateway.clients import Services
 from gateway.config import GatewaySettings, StarsPackage
 from gateway.i18n import t
+from gateway.jobs.accept import NotAcceptedError
+from gateway.payments import Payment, Payments
 from gateway.replies import answer_callback, reply
 
 log = logging.getLogger(__name__)
 
 
 CURRENCY = "XTR"  # Telegram Stars
-PROVIDER = "telegram_stars"
 BUY_PREFIX = "buy:"
 PAYLOAD_PREFIX = "credits:"
 
@@ -104,7 +106,7 @@ async def on_pre_checkout(
     )
 
 
-async def on_paid(message: Message, services: Services, lang: str) -> None:
+async def on_paid(message: Message, payments: Payments, lang: str) -> None:
     payment = message.successful_payment
     assert payment is not None and message.from_user is not None
     stars, _, amount = payment.invoice_payload.removeprefix(PAYLOAD_PREFIX).partition(":")
@@ -112,20 +114,23 @@ async def on_paid(message: Message, services: Services, lang: str) -> None:
         # Only our own invoices carry this payload; anything else is a bug to look at.
         log.error("payment %s has an unexpected payload", payment.telegram_payment_charge_id)
         raise ValueError("unexpected invoice payload")
-    charge = payment.telegram_payment_charge_id
-    # The charge id is the idempotency key: a payment delivered twice credits once.
-    result = await services.billing.TopUp(
-        billing_pb2.TopUpRequest(
-            idempotency_key=charge,
-            user_id=message.from_user.id,
-            amount_credits=int(amount),
-            provider=PROVIDER,
-            provider_charge_id=charge,
-        ),
-        timeout=10,
+    paid = Payment(
+        charge_id=payment.telegram_payment_charge_id,
+        user_id=message.from_user.id,
+        credits=int(amount),
+        stars=payment.total_amount,
+        chat_id=message.chat.id,
+        message_id=message.message_id,
+        lang=lang,
     )
-    text = t(lang, "paid", credits=int(amount), balance=result.balance_credits)
-    await reply(services, message, "paid", text, idempotency_key=f"paid:{charge}"[:128])
+    # Recorded before the update is acknowledged; if billing cannot take it
+    # now, the reconciler credits it later (gateway.payments). Either way the
+    # user hears once, when it lands.
+    try:
+        await payments.record(paid)
+    except RedisError as exc:
+        raise NotAcceptedError("payment not recorded") from exc
+    await payments.credit(paid)
 
 
 def make_router() -> Router:
