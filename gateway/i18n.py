@@ -54,8 +54,20 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
     },
     "transcribing": {"en": "🎙 Transcribing…", "ru": "🎙 Расшифровываю…"},
     "queued": {
-        "en": "⏳ Queued: {ahead} ahead of you.",
-        "ru": "⏳ В очереди: перед вами {ahead}.",
+        "en": "⏳ Queued: I'll start once your earlier recordings are done.",
+        "ru": "⏳ В очереди: начну, как только закончу предыдущие записи.",
+    },
+    "stopped_by_user": {
+        "en": "⏹ Stopped at your request: you paid only for the part above.",
+        "ru": "⏹ Остановлено по вашей просьбе: списано только за часть выше.",
+    },
+    "stopped_no_credits": {
+        "en": "⚠️ Your credits ran out here: you paid for the part above. /buy to top up.",
+        "ru": "⚠️ Здесь закончились кредиты: списано за часть выше. Пополнить: /buy",
+    },
+    "stopped_too_long": {
+        "en": "⚠️ The recording is too long: this is its beginning, and you paid only for it.",
+        "ru": "⚠️ Запись слишком длинная: это её начало, и списано только за него.",
     },
     "queue_full": {
         "en": "You already have {count} recordings waiting; send this one when they're done.",

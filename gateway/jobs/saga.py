@@ -224,7 +224,7 @@ class Saga:
 
     async def run(self, job: Job, lease: Lease, attach: _Attach) -> Outcome:
         """Run ``job`` until it has an outcome; RetryLaterError if it must be tried again."""
-        trace_id = current_trace_id()
+        trace_id = current_trace_id() or job.trace_id
         spec = job.spec
         if job.attempt > self.max_attempts:
             return await self._give_up(job, trace_id)
@@ -294,6 +294,10 @@ class Saga:
     ) -> Outcome:
         spec = job.spec
         charged_before = hold.state == billing_pb2.HOLD_STATE_CAPTURED
+        if lease.stop.is_set():
+            return await self._settle(
+                job, status, hold, Transcript(stopped="cancelled"), charged_before, trace_id
+            )
         stream = Stream(
             self.services.transcriber,
             self.files,

@@ -69,12 +69,16 @@ class FakeStub:
 
 
 class FakeCall:
-    """A Transcribe stream: reads the upload like grpc does, yields ``events``."""
+    """A Transcribe stream: reads the upload like grpc does, yields ``events``.
+
+    Events come once the upload ended (AudioEnd or a half-close); an event
+    may be a function of the upload so far (to answer a PaidSeconds raise).
+    """
 
     def __init__(
         self,
         requests: AsyncIterator[transcriber_pb2.TranscribeRequest],
-        events: Iterable[transcriber_pb2.TranscribeResponse],
+        events: Iterable[Any],
         *,
         delay: float = 0.0,
         error: BaseException | None = None,
@@ -86,30 +90,57 @@ class FakeCall:
         self.cancelled = False
         self.uploaded: list[transcriber_pb2.TranscribeRequest] = []
         self._cancel = asyncio.Event()
+        self._ended = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
 
     def cancel(self) -> bool:
         self.cancelled = True
         self._cancel.set()
         return True
 
+    def paid(self) -> list[float]:
+        return [r.paid.paid_seconds for r in self.uploaded if r.WhichOneof("payload") == "paid"]
+
+    async def _read(self) -> None:
+        async for request in self.requests:
+            self.uploaded.append(request)
+            if request.WhichOneof("payload") == "end":
+                self._ended.set()
+        self._ended.set()
+
     def __aiter__(self) -> AsyncIterator[transcriber_pb2.TranscribeResponse]:
         return self._events()
 
     async def _events(self) -> AsyncIterator[transcriber_pb2.TranscribeResponse]:
-        async for request in self.requests:
-            self.uploaded.append(request)
-        if self.error is not None:
-            raise self.error
-        for event in self.events:
-            if self.delay:
-                try:
-                    await asyncio.wait_for(self._cancel.wait(), self.delay)
-                except TimeoutError:
-                    pass
-            if self.cancelled:
-                # What grpc aio raises in the reader of a locally cancelled call.
-                raise asyncio.CancelledError()
-            yield event
+        self._reader = asyncio.create_task(self._read())
+        try:
+            ended = asyncio.create_task(self._ended.wait())
+            cancel = asyncio.create_task(self._cancel.wait())
+            await asyncio.wait({ended, cancel}, return_when=asyncio.FIRST_COMPLETED)
+            ended.cancel()
+            cancel.cancel()
+            for event in self.events:
+                if self.cancelled:
+                    # What grpc aio raises in the reader of a locally cancelled call.
+                    raise asyncio.CancelledError()
+                if self.delay:
+                    try:
+                        await asyncio.wait_for(self._cancel.wait(), self.delay)
+                    except TimeoutError:
+                        pass
+                if self.cancelled:
+                    raise asyncio.CancelledError()
+                if callable(event):
+                    await asyncio.sleep(0.01)  # the raise the previous event asked for
+                    event = event(self)
+                if isinstance(event, BaseException):
+                    raise event
+                yield event
+                await asyncio.sleep(0.005)  # lets the reader take what the event caused
+            if self.error is not None:
+                raise self.error
+        finally:
+            self._reader.cancel()
 
 
 class FakeTranscriber(FakeStub):
@@ -143,7 +174,23 @@ def fake_services() -> tuple[Services, FakeStub, FakeTranscriber, FakeStub]:
             hold_id="00000000-0000-0000-0000-000000000001",
             user_id=r.user_id,
             amount_credits=r.amount_credits,
+            state=billing_pb2.HOLD_STATE_PENDING,
         )
+    )
+    billing.replies["ExtendHold"] = lambda r: billing_pb2.ExtendHoldResponse(
+        hold=billing_pb2.Hold(
+            hold_id=r.hold_id, amount_credits=r.amount_credits, state=billing_pb2.HOLD_STATE_PENDING
+        )
+    )
+    billing.replies["Capture"] = lambda r: billing_pb2.CaptureResponse(
+        hold=billing_pb2.Hold(
+            hold_id=r.hold_id,
+            captured_credits=r.amount_credits,
+            state=billing_pb2.HOLD_STATE_CAPTURED,
+        )
+    )
+    billing.replies["AttachJobMessage"] = lambda r: billing_pb2.AttachJobMessageResponse(
+        job=billing_pb2.QueuedJob(job_id=r.job_id, status_message_id=r.status_message_id)
     )
     billing.replies["EnsureUser"] = lambda r: billing_pb2.EnsureUserResponse(
         user=billing_pb2.User(user_id=r.user_id, role=billing_pb2.ROLE_USER)
@@ -152,10 +199,25 @@ def fake_services() -> tuple[Services, FakeStub, FakeTranscriber, FakeStub]:
     return services, billing, transcriber, notifier
 
 
+def audio_info(seconds: float, *, final: bool = True) -> transcriber_pb2.TranscribeResponse:
+    return transcriber_pb2.TranscribeResponse(
+        audio=transcriber_pb2.AudioInfo(duration_seconds=seconds, final=final)
+    )
+
+
 def transcript(*texts: str, formatted: str = "", seconds: float = 11.0) -> list[Any]:
-    events = [
+    """The events of a whole transcription: its duration, segments evenly over it, done."""
+    step = seconds / max(1, len(texts))
+    events: list[Any] = [audio_info(seconds)]
+    events += [
         transcriber_pb2.TranscribeResponse(
-            segment=transcriber_pb2.Segment(segment_id=i, text=text, final=True)
+            segment=transcriber_pb2.Segment(
+                segment_id=i,
+                text=text,
+                final=True,
+                start_seconds=i * step,
+                end_seconds=(i + 1) * step,
+            )
         )
         for i, text in enumerate(texts)
     ]
