@@ -92,6 +92,11 @@ class Runner:
     def running(self) -> int:
         return len(self._leases)
 
+    async def idle(self) -> None:
+        """Wait until no lane runs here (for tests and the drain)."""
+        while self._lanes:
+            await asyncio.wait(list(self._lanes.values()))
+
     async def _lane(self, user_id: int) -> None:
         try:
             while not self._draining:

@@ -23,7 +23,7 @@ from billing.v1 import billing_pb2
 from gateway.clients import Services
 from notifier.v1 import notifier_pb2
 from transcriber.v1 import transcriber_pb2
-from voxmesh.errors import STATUS_DETAILS_KEY, ServiceError
+from voxmesh.errors import STATUS_DETAILS_KEY, NotFound, ServiceError
 
 
 def rpc_error(err: ServiceError, domain: str = "billing.voxmesh") -> grpc.aio.AioRpcError:
@@ -119,7 +119,7 @@ class FakeCall:
             await asyncio.wait({ended, cancel}, return_when=asyncio.FIRST_COMPLETED)
             ended.cancel()
             cancel.cancel()
-            for event in self.events:
+            for item in self.events:
                 if self.cancelled:
                     # What grpc aio raises in the reader of a locally cancelled call.
                     raise asyncio.CancelledError()
@@ -130,9 +130,10 @@ class FakeCall:
                         pass
                 if self.cancelled:
                     raise asyncio.CancelledError()
-                if callable(event):
+                event = item
+                if callable(item):
                     await asyncio.sleep(0.01)  # the raise the previous event asked for
-                    event = event(self)
+                    event = item(self)
                 if isinstance(event, BaseException):
                     raise event
                 yield event
@@ -278,3 +279,74 @@ class RecordingSession(BaseSession):
 
     def sent(self, api_method: str) -> list[Any]:
         return [m for m in self.requests if m.__api_method__ == api_method]
+
+
+class MemoryJobs:
+    """Billing's durable job queue, in memory: enough of SubmitJob, ClaimJob,
+    RenewJob, FinishJob and CancelJob for handler tests (billing's own tests
+    prove the real one on PostgreSQL)."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, billing_pb2.QueuedJob] = {}
+        self._keys: dict[str, str] = {}
+        self._ids = itertools.count(1)
+
+    def install(self, billing: FakeStub) -> None:
+        billing.replies["SubmitJob"] = self.submit
+        billing.replies["ClaimJob"] = self.claim
+        billing.replies["RenewJob"] = lambda r: billing_pb2.RenewJobResponse(
+            job=self.jobs[r.job_id]
+        )
+        billing.replies["FinishJob"] = self.finish
+        billing.replies["CancelJob"] = self.cancel
+
+    def _of(self, user_id: int, state: int) -> list[billing_pb2.QueuedJob]:
+        return [j for j in self.jobs.values() if j.user_id == user_id and j.state == state]
+
+    def submit(self, r: billing_pb2.SubmitJobRequest) -> billing_pb2.SubmitJobResponse:
+        if r.idempotency_key in self._keys:
+            job = self.jobs[self._keys[r.idempotency_key]]
+            return billing_pb2.SubmitJobResponse(job=job, created=False)
+        job_id = f"job-{next(self._ids)}"
+        ahead = len(self._of(r.user_id, billing_pb2.JOB_STATE_QUEUED)) + len(
+            self._of(r.user_id, billing_pb2.JOB_STATE_RUNNING)
+        )
+        self.jobs[job_id] = billing_pb2.QueuedJob(
+            job_id=job_id,
+            user_id=r.user_id,
+            chat_id=r.chat_id,
+            message_id=r.message_id,
+            spec=r.spec,
+            trace_id=r.trace_id,
+            state=billing_pb2.JOB_STATE_QUEUED,
+        )
+        self._keys[r.idempotency_key] = job_id
+        return billing_pb2.SubmitJobResponse(job=self.jobs[job_id], created=True, ahead=ahead)
+
+    def claim(self, r: billing_pb2.ClaimJobRequest) -> billing_pb2.ClaimJobResponse:
+        if self._of(r.user_id, billing_pb2.JOB_STATE_RUNNING):
+            return billing_pb2.ClaimJobResponse()
+        queued = self._of(r.user_id, billing_pb2.JOB_STATE_QUEUED)
+        if not queued:
+            return billing_pb2.ClaimJobResponse()
+        job = queued[0]
+        job.state = billing_pb2.JOB_STATE_RUNNING
+        job.attempt += 1
+        return billing_pb2.ClaimJobResponse(job=job)
+
+    def finish(self, r: billing_pb2.FinishJobRequest) -> billing_pb2.FinishJobResponse:
+        job = self.jobs[r.job_id]
+        job.state = r.state
+        job.outcome = r.outcome
+        return billing_pb2.FinishJobResponse(job=job)
+
+    def cancel(self, r: billing_pb2.CancelJobRequest) -> billing_pb2.CancelJobResponse:
+        running = self._of(r.user_id, billing_pb2.JOB_STATE_RUNNING)
+        if running:
+            running[0].cancel_requested = True
+            return billing_pb2.CancelJobResponse(job=running[0])
+        queued = self._of(r.user_id, billing_pb2.JOB_STATE_QUEUED)
+        if not queued:
+            raise rpc_error(NotFound("no job", reason="NOT_FOUND"))
+        queued[-1].state = billing_pb2.JOB_STATE_CANCELLED
+        return billing_pb2.CancelJobResponse(job=queued[-1])

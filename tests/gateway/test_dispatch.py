@@ -20,15 +20,19 @@ from redis.asyncio import Redis
 from billing.v1 import billing_pb2
 from gateway.app import Guards, build_dispatcher
 from gateway.config import GatewaySettings
-from gateway.jobs import JobLanes
+from gateway.jobs.accept import Jobs
+from gateway.jobs.queue import JobQueue
+from gateway.jobs.runner import Runner
+from gateway.jobs.saga import Saga
 from gateway.limits import RateLimiter, UpdateDedupe
 from gateway.middlewares import UserOrderMiddleware
-from gateway.pipeline import Pipeline
+from gateway.payments import Payments
 from gateway.prefs import RedisPrefs
 from tests.gateway.fakes import (
     FakeFiles,
     FakeStub,
     FakeTranscriber,
+    MemoryJobs,
     RecordingSession,
     fake_services,
     rpc_error,
@@ -48,11 +52,13 @@ class Rig:
     notifier: FakeStub
     prefs: RedisPrefs
     emu: BotApiEmulator
+    runner: Runner
 
     async def feed(self, update: dict[str, Any]) -> None:
         # The emulator remembers it, so later replies to this message carry it.
         update_id = self.emu.push_update(update)
         await self.dp.feed_raw_update(self.bot, {**update, "update_id": update_id})
+        await self.runner.idle()  # the jobs it started, run to their end
 
     def texts(self) -> list[str]:
         return [r.text for r in self.notifier.requests("Send")]
@@ -66,13 +72,15 @@ async def rig(redis_url: str, key_prefix: str) -> AsyncIterator[Rig]:
     bot = Bot("42:TEST", session=session)
     prefs = RedisPrefs(redis, key_prefix)
     settings = GatewaySettings.from_env({"TELEGRAM_BOT_TOKEN": "42:TEST"})
+    MemoryJobs().install(billing)
+    saga = Saga(services, FakeFiles(), download_limit=20 << 20, edit_interval_seconds=0.01)
+    queue = JobQueue(services, bot_id=42, owner="test")
+    runner = Runner(queue, saga, lease_seconds=5)
     dp, _ = build_dispatcher(
         services=services,
-        pipeline=Pipeline(
-            services, FakeFiles(), download_limit=20 << 20, edit_interval_seconds=0.01
-        ),
+        jobs=Jobs(queue, runner, saga),
         prefs=prefs,
-        lanes=JobLanes(redis, key_prefix, heartbeat_seconds=0.05, poll_seconds=0.02),
+        payments=Payments(redis, key_prefix, services),
         guards=Guards(
             limiter=RateLimiter(redis, key_prefix, limit=5),
             dedupe=UpdateDedupe(redis, key_prefix, ttl_seconds=60),
@@ -80,7 +88,7 @@ async def rig(redis_url: str, key_prefix: str) -> AsyncIterator[Rig]:
         settings=settings,
         registry=CollectorRegistry(),
     )
-    yield Rig(dp, bot, session, billing, transcriber, notifier, prefs, BotApiEmulator())
+    yield Rig(dp, bot, session, billing, transcriber, notifier, prefs, BotApiEmulator(), runner)
     await redis.aclose()
 
 

@@ -9,7 +9,7 @@ from aiogram import Bot
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.types import File
 
-from gateway.pipeline import FileTooBigError
+from gateway.jobs.stream import FileTooBigError
 from gateway.telegram_files import CHUNK_BYTES, TelegramFiles
 from tests.gateway.fakes import RecordingSession
 
