@@ -2,7 +2,7 @@
 
 The transcriber never transcribes past ``paid_seconds``; this side raises
 that limit (PaidSeconds) only after billing has grown the hold to cover it.
-The audio's end is sent as AudioEnd rather than a half-close, so the stream
+The audio's end is sent as end_of_audio rather than a half-close, so the stream
 stays open for a raise once the real duration is known.
 """
 
@@ -120,8 +120,7 @@ class Stream:
         try:
             async for chunk in self._files.stream(self.job.spec.media.file_id):
                 await self._outbox.put(transcriber_pb2.TranscribeRequest(audio=chunk))
-            end = transcriber_pb2.TranscribeRequest(end=transcriber_pb2.AudioEnd())
-            await self._outbox.put(end)
+            await self._outbox.put(transcriber_pb2.TranscribeRequest(end_of_audio=True))
         except Exception as exc:  # noqa: BLE001 - the real cause, kept for the user
             self._download_failed.append(exc)
             call.cancel()

@@ -104,7 +104,7 @@ class FakeCall:
     async def _read(self) -> None:
         async for request in self.requests:
             self.uploaded.append(request)
-            if request.WhichOneof("payload") == "end":
+            if request.WhichOneof("payload") == "end_of_audio":
                 self._ended.set()
         self._ended.set()
 

@@ -70,10 +70,6 @@ class PaidSeconds(_message.Message):
     paid_seconds: float
     def __init__(self, paid_seconds: _Optional[float] = ...) -> None: ...
 
-class AudioEnd(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
-
 class AudioInfo(_message.Message):
     __slots__ = ("duration_seconds", "final")
     DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
@@ -137,16 +133,16 @@ class Done(_message.Message):
     def __init__(self, audio_duration_seconds: _Optional[float] = ..., processing_seconds: _Optional[float] = ..., model: _Optional[str] = ..., device: _Optional[str] = ..., formatted_text: _Optional[str] = ..., segment_count: _Optional[int] = ..., transcribed_seconds: _Optional[float] = ...) -> None: ...
 
 class TranscribeRequest(_message.Message):
-    __slots__ = ("config", "audio", "paid", "end")
+    __slots__ = ("config", "audio", "paid", "end_of_audio")
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     PAID_FIELD_NUMBER: _ClassVar[int]
-    END_FIELD_NUMBER: _ClassVar[int]
+    END_OF_AUDIO_FIELD_NUMBER: _ClassVar[int]
     config: TranscriptionConfig
     audio: bytes
     paid: PaidSeconds
-    end: AudioEnd
-    def __init__(self, config: _Optional[_Union[TranscriptionConfig, _Mapping]] = ..., audio: _Optional[bytes] = ..., paid: _Optional[_Union[PaidSeconds, _Mapping]] = ..., end: _Optional[_Union[AudioEnd, _Mapping]] = ...) -> None: ...
+    end_of_audio: bool
+    def __init__(self, config: _Optional[_Union[TranscriptionConfig, _Mapping]] = ..., audio: _Optional[bytes] = ..., paid: _Optional[_Union[PaidSeconds, _Mapping]] = ..., end_of_audio: _Optional[bool] = ...) -> None: ...
 
 class TranscribeResponse(_message.Message):
     __slots__ = ("language", "segment", "done", "audio")
