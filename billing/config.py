@@ -40,6 +40,14 @@ class BillingSettings:
     # Idempotency keys are kept at least this long (never under 24 h: a client
     # retrying a day-old request must still get the first answer).
     idempotency_ttl_hours: int = 48
+    # Jobs one user may have waiting (QUEUED); one more is QUEUE_FULL.
+    max_queued_jobs: int = 10
+    # The lease a ClaimJob/RenewJob may ask for: long enough to survive a
+    # slow call, short enough that a dead runner's job is re-claimed soon.
+    job_lease_min_seconds: float = 1.0
+    job_lease_max_seconds: float = 600.0
+    # Job rows (not the ledger) older than this are deleted by the reaper.
+    job_retention_days: int = 30
     # Telegram ids that EnsureUser makes admin.
     admin_user_ids: frozenset[int] = field(default_factory=frozenset)
     pool_min_size: int = 2
@@ -54,6 +62,13 @@ class BillingSettings:
         if pool_max < pool_min:
             raise ConfigError(
                 f"BILLING_POOL_MAX_SIZE={pool_max} is below BILLING_POOL_MIN_SIZE={pool_min}"
+            )
+        lease_min = env_float(env, "BILLING_JOB_LEASE_MIN_SECONDS", 1.0, min=0.1, max=3600)
+        lease_max = env_float(env, "BILLING_JOB_LEASE_MAX_SECONDS", 600.0, min=1, max=86400)
+        if lease_max < lease_min:
+            raise ConfigError(
+                f"BILLING_JOB_LEASE_MAX_SECONDS={lease_max} is below"
+                f" BILLING_JOB_LEASE_MIN_SECONDS={lease_min}"
             )
         return cls(
             database_url=env_str(env, "DATABASE_URL"),
@@ -71,6 +86,10 @@ class BillingSettings:
             idempotency_ttl_hours=env_int(
                 env, "BILLING_IDEMPOTENCY_TTL_HOURS", 48, min=24, max=24 * 365
             ),
+            max_queued_jobs=env_int(env, "BILLING_MAX_QUEUED_JOBS", 10, min=1, max=10_000),
+            job_lease_min_seconds=lease_min,
+            job_lease_max_seconds=lease_max,
+            job_retention_days=env_int(env, "BILLING_JOB_RETENTION_DAYS", 30, min=1, max=3650),
             admin_user_ids=_id_list(env, "BILLING_ADMIN_USER_IDS"),
             pool_min_size=pool_min,
             pool_max_size=pool_max,

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from voxmesh.errors import FailedPrecondition, NotFound, PermissionDenied
+from voxmesh.errors import FailedPrecondition, NotFound, PermissionDenied, invalid_field
 
 # One bound for every amount a request may carry: far above any real
 # payment, far below where bigint sums over a user's history could overflow.
@@ -46,11 +46,19 @@ class TxKind(enum.StrEnum):
     GRANT = "grant"
     HOLD = "hold"
     RELEASE = "release"
+    TOP_UP_REFUND = "top_up_refund"
 
 
-STATEMENT_KINDS = (TxKind.TRIAL, TxKind.TOP_UP, TxKind.CAPTURE, TxKind.REFUND, TxKind.GRANT)
+STATEMENT_KINDS = (
+    TxKind.TRIAL,
+    TxKind.TOP_UP,
+    TxKind.CAPTURE,
+    TxKind.REFUND,
+    TxKind.GRANT,
+    TxKind.TOP_UP_REFUND,
+)
 # Kinds that take credits from the user's book balance (shown as negative).
-_DEBIT_KINDS = frozenset({TxKind.CAPTURE})
+_DEBIT_KINDS = frozenset({TxKind.CAPTURE, TxKind.TOP_UP_REFUND})
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,8 @@ class Job:
     file_id: str
     duration_seconds: int
     trace_id: str
+    #: The durable job (SubmitJob) the hold pays for; None for a plain Reserve.
+    job_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -159,6 +169,12 @@ class IdempotencyKey:
     method: str
     key: str
     request_hash: bytes
+    #: The hash an earlier release computed for the same request, accepted too
+    #: so that keys stored before a fingerprint changed keep replaying.
+    legacy_hash: bytes | None = None
+
+    def matches(self, stored_hash: bytes) -> bool:
+        return stored_hash in (self.request_hash, self.legacy_hash)
 
 
 # Commands: validated requests, in domain terms.
@@ -190,6 +206,31 @@ class Capture:
 class Release:
     hold_id: uuid.UUID
     reason: str
+
+
+@dataclass(frozen=True)
+class ExtendHold:
+    hold_id: uuid.UUID
+    #: The hold's new total, at least its current amount.
+    amount_credits: int
+    #: New lifetime from now; None keeps the expiry.
+    ttl_seconds: int | None
+
+
+@dataclass(frozen=True)
+class RefundTopUp:
+    provider: str
+    provider_charge_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class TopUpRefundResult:
+    """A taken-back payment: the ledger row, the balance after, whose it was."""
+
+    transaction: Transaction
+    balance_credits: int
+    user_id: int
 
 
 @dataclass(frozen=True)
@@ -293,3 +334,39 @@ def require_admin(role: Role | None) -> None:
     """An unknown actor is refused like a non-admin: no hint who exists."""
     if role is not Role.ADMIN:
         raise PermissionDenied("the caller is not an admin", reason="NOT_ADMIN")
+
+
+def check_extend(hold: Hold, balance_credits: int, amount_credits: int) -> int:
+    """The credits an extension takes from the balance: only a pending hold
+    grows, never shrinks, and only by what the user can spend."""
+    check_pending(hold)
+    if amount_credits < hold.amount_credits:
+        raise invalid_field(
+            "amount_credits",
+            f"amount_credits must be at least the hold's {hold.amount_credits} credits",
+        )
+    increase = amount_credits - hold.amount_credits
+    if increase > balance_credits:
+        raise FailedPrecondition(
+            "insufficient funds",
+            reason="INSUFFICIENT_FUNDS",
+            metadata={"required_credits": increase, "balance_credits": balance_credits},
+        )
+    return increase
+
+
+def charge_not_found(provider: str, charge_id: str) -> NotFound:
+    return NotFound(
+        "no top-up with this provider charge id",
+        metadata={"provider": provider, "provider_charge_id": charge_id},
+    )
+
+
+def check_refund_top_up(balance_credits: int, amount_credits: int) -> None:
+    """Only credits the user still has can be taken back."""
+    if amount_credits > balance_credits:
+        raise FailedPrecondition(
+            "the user already spent these credits",
+            reason="BALANCE_TOO_LOW",
+            metadata={"balance_credits": balance_credits, "required_credits": amount_credits},
+        )

@@ -1,5 +1,6 @@
-"""The hold reaper: returns expired holds to their owners and prunes old
-idempotency keys, every few seconds, in every replica at once.
+"""The hold reaper: returns expired holds to their owners, prunes old
+idempotency keys and deletes job rows past their retention, every few
+seconds, in every replica at once.
 
 Replicas need no coordination: the store takes due holds with FOR UPDATE
 SKIP LOCKED, so each replica settles a disjoint set, and a Capture racing
@@ -13,7 +14,7 @@ import logging
 import random
 
 from billing.metrics import BillingMetrics
-from billing.repo import BillingStore
+from billing.store import BillingStore
 from voxmesh.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ class Reaper:
         interval_seconds: float,
         batch_size: int,
         idempotency_ttl_hours: int,
+        job_retention_days: int = 30,
         metrics: BillingMetrics | None = None,
     ) -> None:
         self._store = store
@@ -36,13 +38,20 @@ class Reaper:
         self._interval = interval_seconds
         self._batch = batch_size
         self._ttl_hours = idempotency_ttl_hours
+        self._retention_days = job_retention_days
 
     async def run_once(self) -> tuple[int, int]:
-        """One pass: (holds expired, keys pruned)."""
+        """One pass: (holds expired, keys pruned); old jobs are deleted too."""
         expired = await self._store.expire_holds(self._batch)
         pruned = await self._store.prune_idempotency_keys(self._ttl_hours, PRUNE_BATCH)
-        if expired or pruned:
-            log.info("reaper expired %d holds, pruned %d idempotency keys", expired, pruned)
+        deleted = await self._store.delete_old_jobs(self._retention_days, PRUNE_BATCH)
+        if expired or pruned or deleted:
+            log.info(
+                "reaper expired %d holds, pruned %d idempotency keys, deleted %d old jobs",
+                expired,
+                pruned,
+                deleted,
+            )
         if self._metrics is not None:
             self._metrics.update(await self._store.snapshot())
         return expired, pruned

@@ -12,13 +12,14 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from billing.config import BillingSettings
 from billing.metrics import BillingMetrics, write_conflicts
+from billing.postgres import PgBillingStore, create_pool, wait_for_database
 from billing.reaper import Reaper
-from billing.repo import PgBillingStore, create_pool, wait_for_database
 from billing.service import SERVICE_NAME, BillingServicer
 from billing.v1 import billing_pb2_grpc
 from voxmesh.config import ServerSettings
 from voxmesh.metrics import Metrics
 from voxmesh.server import GrpcServer, ServiceSpec, run_main, serve
+from voxmesh.tls import ANY
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,17 @@ CALLER_POLICY = {
     "Stats": _MONEY,
     # Lists other users' jobs: only for the gateway's reconciler and admin tooling.
     "ListStaleJobs": _MONEY,
+    "ExtendHold": _MONEY,
+    "GetHold": ANY,
+    "SubmitJob": _MONEY,
+    "ClaimJob": _MONEY,
+    "RenewJob": _MONEY,
+    "FinishJob": _MONEY,
+    "AttachJobMessage": _MONEY,
+    "CancelJob": _MONEY,
+    "ListRunnableJobs": _MONEY,
+    "RefundTopUp": _MONEY,
+    "EraseUser": frozenset({"admin"}),
 }
 DEFAULT_LISTEN = "127.0.0.1:50051"
 
@@ -111,6 +123,7 @@ async def create_app(
             interval_seconds=settings.reaper_interval_seconds,
             batch_size=settings.reaper_batch_size,
             idempotency_ttl_hours=settings.idempotency_ttl_hours,
+            job_retention_days=settings.job_retention_days,
             metrics=BillingMetrics(server.metrics.registry),
         )
         if run_reaper

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from datetime import datetime
+import uuid
 
 import grpc
-from google.protobuf import timestamp_pb2
 
 from billing import validation
 from billing.config import BillingSettings
@@ -20,14 +19,15 @@ from billing.domain import (
     HoldResult,
     HoldState,
     Pricing,
+    TopUpRefundResult,
     Transaction,
     TransactionResult,
     TxKind,
     User,
 )
-from billing.repo import BillingStore
+from billing.service_jobs import JobHandlers, timestamp
+from billing.store import BillingStore
 from billing.v1 import billing_pb2 as pb
-from billing.v1 import billing_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +47,9 @@ _TX_KINDS = {
     TxKind.REFUND: pb.TRANSACTION_KIND_REFUND,
     TxKind.GRANT: pb.TRANSACTION_KIND_GRANT,
     TxKind.TRIAL: pb.TRANSACTION_KIND_TRIAL,
+    TxKind.TOP_UP_REFUND: pb.TRANSACTION_KIND_TOP_UP_REFUND,
 }
-
-
-def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value)
-    return ts
+_timestamp = timestamp
 
 
 def user_to_proto(user: User) -> pb.User:
@@ -81,6 +77,7 @@ def hold_to_proto(hold: Hold) -> pb.Hold:
             file_id=job.file_id,
             duration_seconds=job.duration_seconds,
             trace_id=job.trace_id,
+            job_id=str(job.job_id) if job.job_id is not None else "",
         ),
     )
 
@@ -112,6 +109,20 @@ def _encode_release(result: HoldResult) -> bytes:
     ).SerializeToString()
 
 
+def _encode_extend(result: HoldResult) -> bytes:
+    return pb.ExtendHoldResponse(
+        hold=hold_to_proto(result.hold), balance_credits=result.balance_credits
+    ).SerializeToString()
+
+
+def _encode_refund_top_up(result: TopUpRefundResult) -> bytes:
+    return pb.RefundTopUpResponse(
+        transaction=transaction_to_proto(result.transaction),
+        balance_credits=result.balance_credits,
+        user_id=result.user_id,
+    ).SerializeToString()
+
+
 def _encode_top_up(result: TransactionResult) -> bytes:
     return pb.TopUpResponse(
         transaction=transaction_to_proto(result.transaction),
@@ -133,10 +144,10 @@ def _encode_grant(result: TransactionResult) -> bytes:
     ).SerializeToString()
 
 
-class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
+class BillingServicer(JobHandlers):
     def __init__(self, store: BillingStore, settings: BillingSettings) -> None:
+        super().__init__(store, settings)
         self._store = store
-        self._settings = settings
         self._pricing = Pricing(settings.price_per_minute_credits)
 
     async def EnsureUser(
@@ -179,8 +190,27 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
     ) -> pb.ReserveResponse:
         idem, cmd = validation.reserve(request)
         ttl = cmd.ttl_seconds or self._settings.hold_ttl_seconds
-        body = await self._store.reserve(idem, cmd, ttl, _encode_reserve)
-        return pb.ReserveResponse.FromString(body)
+        answer = await self._store.reserve(idem, cmd, ttl, _encode_reserve)
+        first = pb.ReserveResponse.FromString(answer.body)
+        if not answer.replayed:
+            return first
+        # A replay reports the hold as it is now (captured, released,
+        # expired...), not as it was: the caller acts on that state.
+        hold = await self._store.get_hold(uuid.UUID(first.hold.hold_id))
+        return pb.ReserveResponse(hold=hold_to_proto(hold))
+
+    async def ExtendHold(
+        self, request: pb.ExtendHoldRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ExtendHoldResponse:
+        idem, cmd = validation.extend_hold(request)
+        body = await self._store.extend_hold(idem, cmd, _encode_extend)
+        return pb.ExtendHoldResponse.FromString(body)
+
+    async def GetHold(
+        self, request: pb.GetHoldRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetHoldResponse:
+        hold = await self._store.get_hold(validation.get_hold(request))
+        return pb.GetHoldResponse(hold=hold_to_proto(hold))
 
     async def Capture(
         self, request: pb.CaptureRequest, context: grpc.aio.ServicerContext
@@ -199,6 +229,15 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
     ) -> pb.TopUpResponse:
         idem, cmd = validation.top_up(request)
         return pb.TopUpResponse.FromString(await self._store.top_up(idem, cmd, _encode_top_up))
+
+    async def RefundTopUp(
+        self, request: pb.RefundTopUpRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RefundTopUpResponse:
+        idem, cmd = validation.refund_top_up(request)
+        body = await self._store.refund_top_up(idem, cmd, _encode_refund_top_up)
+        reply = pb.RefundTopUpResponse.FromString(body)
+        log.info("top-up %s %s taken back", cmd.provider, cmd.provider_charge_id)
+        return reply
 
     async def Refund(
         self, request: pb.RefundRequest, context: grpc.aio.ServicerContext

@@ -35,26 +35,33 @@ LEFT JOIN LATERAL (
     WHERE acc.user_id = {user}{lock_account}
 ) a ON true
 """
+# The job fields of a hold (h) and its job (j, LEFT JOINed: the retention
+# sweep deletes old job rows, never holds). job_id only for a durable job.
+_HOLD_JOB = """\
+           coalesce(j.chat_id, 0) AS chat_id, coalesce(j.message_id, 0) AS message_id,
+           coalesce(j.file_id, '') AS file_id,
+           coalesce(j.duration_seconds, 0) AS duration_seconds,
+           coalesce(j.trace_id, '') AS trace_id, CASE WHEN j.durable THEN j.job_id END AS job_id"""
 # A hold with its job, then its owner's account: claimed, the hold is locked
 # first (the nested loop runs the second LATERAL only once the first
 # produced its locked row), the order every writer takes them in.
-_HOLD_ROWS = """
+_HOLD_ROWS = f"""
 SELECT k.request_hash, k.response, now() AS now,
        h.hold_id, h.user_id, h.amount_credits, h.captured_credits, h.refunded_credits,
        h.state, h.expire_time, h.chat_id, h.message_id, h.file_id, h.duration_seconds,
-       h.trace_id, a.account_id, a.balance, a.held
-FROM {source}
+       h.trace_id, h.job_id, a.account_id, a.balance, a.held
+FROM {{source}}
 LEFT JOIN LATERAL (
     SELECT h.hold_id, h.user_id, h.amount_credits, h.captured_credits, h.refunded_credits,
            h.state, h.expire_time,
-           j.chat_id, j.message_id, j.file_id, j.duration_seconds, j.trace_id
-    FROM holds h JOIN jobs j ON j.hold_id = h.hold_id
-    WHERE h.hold_id = {hold}{lock_hold}
+{_HOLD_JOB}
+    FROM holds h LEFT JOIN jobs j ON j.job_id = h.job_id
+    WHERE h.hold_id = {{hold}}{{lock_hold}}
 ) h ON true
 LEFT JOIN LATERAL (
-    SELECT account_id, balance, held FROM accounts WHERE user_id = h.user_id{lock_account}
+    SELECT account_id, balance, held FROM accounts WHERE user_id = h.user_id{{lock_account}}
 ) a ON true
-"""
+"""  # noqa: S608 - constant SQL fragments only
 # A read finds the key, if any, without claiming it.
 _KEY_IF_ANY = """(VALUES (1)) AS one (x)
 LEFT JOIN idempotency_keys k ON k.method = $1 AND k.key = $2"""
@@ -65,6 +72,13 @@ SQL_CLAIM_ACCOUNT = _CLAIM + _ACCOUNT_ROWS.format(
     user="$4 AND k.response IS NULL",
     lock_account="\n    FOR UPDATE OF acc",
     actor=",\n       (SELECT role FROM users WHERE user_id = $5::bigint) AS actor_role",
+)
+# A hold with its job, now (GetHold). $1 hold.
+SQL_GET_HOLD = _HOLD_ROWS.format(
+    source="(VALUES (NULL::bytea, NULL::bytea)) AS k (request_hash, response)",
+    hold="$1",
+    lock_hold="",
+    lock_account="",
 )
 # Claim + lock a hold, then its owner's account (Refund). $4 hold.
 SQL_CLAIM_HOLD = _CLAIM + _HOLD_ROWS.format(
@@ -91,42 +105,117 @@ SQL_READ_ACCOUNT = _ACCOUNT_ROWS.format(source=_KEY_IF_ANY, user="$3", actor="",
 # The key, a hold with its job, and the owner's account. $1 method, $2 key, $3 hold.
 SQL_READ_HOLD = _HOLD_ROWS.format(source=_KEY_IF_ANY, hold="$3", lock_hold="", lock_account="")
 
-# $1 method, $2 key, $3 request hash, $4 response, $5 hold, $6 user, $7 amount,
-# $8 expire time, $9 account, $10.. $14 job fields, $15 balance and $16 held
-# as read. Returns the user's spendable balance after; no row if the account
-# changed since the read.
-SQL_RESERVE = f"""
-WITH g AS MATERIALIZED (
-    SELECT account_id FROM accounts
-    WHERE account_id = $9 AND balance = $15 AND held = $16
-    FOR UPDATE
-), s AS (
-    INSERT INTO idempotency_keys (method, key, request_hash, response)
-    SELECT $1, $2, $3, $4 FROM g
-), h AS (
-    INSERT INTO holds (hold_id, user_id, amount_credits, expire_time)
-    SELECT $5, $6, $7, $8 FROM g
-    RETURNING hold_id
-), j AS (
-    INSERT INTO jobs (hold_id, user_id, chat_id, message_id, file_id, duration_seconds, trace_id)
-    SELECT $5, $6, $10, $11, $12, $13, $14 FROM g
-), a AS (
-    UPDATE accounts SET balance = accounts.balance - $7, held = accounts.held + $7
-    FROM g WHERE accounts.account_id = g.account_id
-    RETURNING accounts.balance, accounts.held
-), t AS (
+# The key, the user's role and account, and the durable job a Reserve pays
+# for (job_state NULL: no such job of this user). $4 job.
+SQL_READ_ACCOUNT_JOB = f"""
+SELECT r.*, j.state AS job_state, j.chat_id AS job_chat_id, j.message_id AS job_message_id,
+       j.trace_id AS job_trace_id
+FROM ({SQL_READ_ACCOUNT}) r
+LEFT JOIN jobs j ON j.job_id = $4 AND j.user_id = $3
+"""  # noqa: S608 - a constant statement of this module
+
+# Moves $amount from the user's account to escrow: the ledger half of a hold
+# (Reserve, ExtendHold). Needs CTEs h (hold_id, user_id) and a (balance,
+# held after); no transaction when the amount is 0.
+_TO_ESCROW = f"""t AS (
     INSERT INTO ledger_transactions
         (kind, user_id, amount_credits, debit_account_id, credit_account_id, balance_after,
          hold_id, description)
-    SELECT 'hold', $6, $7, $9, {ESCROW_ACCOUNT}, a.balance + a.held, h.hold_id, 'hold'
-    FROM h, a
+    SELECT 'hold', h.user_id, {{amount}}, {{account}}, {ESCROW_ACCOUNT}, a.balance + a.held,
+           h.hold_id, {{note}}
+    FROM h, a WHERE {{amount}} > 0
     RETURNING transaction_id, debit_account_id, credit_account_id, amount_credits
 ), e AS (
     INSERT INTO ledger_entries (transaction_id, account_id, amount_credits)
     SELECT transaction_id, debit_account_id, -amount_credits FROM t
     UNION ALL
     SELECT transaction_id, credit_account_id, amount_credits FROM t
+)"""  # noqa: S608 - only this module's constant account ids are formatted in
+
+# $1 method, $2 key, $3 request hash, $4 response, $5 hold, $6 user, $7 amount,
+# $8 expire time, $9 account, then SQL_RESERVE: $10.. $14 job fields, $15
+# balance and $16 held as read; SQL_RESERVE_FOR_JOB: $10 file id, $11
+# duration, $12 balance and $13 held as read, $14 the durable job (whose own
+# chat, message and trace ids stay). Returns the user's spendable balance
+# after; no row if the account (or the job) changed since the read. A plain
+# Reserve writes a job row of its own, one per hold; a Reserve for a durable
+# job makes the new hold the job's current one.
+_RESERVE = """
+WITH g AS MATERIALIZED (
+{gate}
+), s AS (
+    INSERT INTO idempotency_keys (method, key, request_hash, response)
+    SELECT $1, $2, $3, $4 FROM g
+), h AS (
+    INSERT INTO holds (hold_id, user_id, amount_credits, expire_time, job_id)
+    SELECT $5, $6, $7, $8, g.job_id FROM g
+    RETURNING hold_id, user_id
+), j AS (
+{job}
+), a AS (
+    UPDATE accounts SET balance = accounts.balance - $7, held = accounts.held + $7
+    FROM g WHERE accounts.account_id = g.account_id
+    RETURNING accounts.balance, accounts.held
+), {escrow}
+SELECT a.balance FROM a
+"""
+_ESCROW_RESERVE = _TO_ESCROW.format(amount="$7", account="$9", note="'hold'")
+SQL_RESERVE = _RESERVE.format(
+    gate="""    SELECT account_id, gen_random_uuid() AS job_id FROM accounts
+    WHERE account_id = $9 AND balance = $15 AND held = $16
+    FOR UPDATE""",
+    job="""    INSERT INTO jobs
+        (job_id, hold_id, user_id, chat_id, message_id, file_id, duration_seconds, trace_id)
+    SELECT g.job_id, $5, $6, $10, $11, $12, $13, $14 FROM g""",
+    escrow=_ESCROW_RESERVE,
 )
+SQL_RESERVE_FOR_JOB = _RESERVE.format(
+    gate="""    SELECT acc.account_id, j.job_id FROM accounts acc
+    JOIN jobs j ON j.job_id = $14 AND j.user_id = acc.user_id
+               AND j.state IN ('queued', 'running')
+    WHERE acc.account_id = $9 AND acc.balance = $12 AND acc.held = $13
+    FOR UPDATE OF acc FOR NO KEY UPDATE OF j""",
+    job="""    UPDATE jobs
+    SET hold_id = $5, file_id = $10, duration_seconds = $11, update_time = now()
+    FROM g WHERE jobs.job_id = g.job_id""",
+    escrow=_ESCROW_RESERVE,
+)
+
+# Grows a pending hold and/or moves its expiry. $1 method, $2 key, $3 request
+# hash, $4 response, $5 hold, $6 new amount, $7 new expire time, $8 amount and
+# $9 expire time as read, $10 balance and $11 held as read. The gate locks
+# the hold, then its account, like a settle. Returns the spendable balance
+# after; no row when the hold or the account changed since the read.
+_ESCROW_EXTEND = _TO_ESCROW.format(
+    amount="($6::bigint - $8::bigint)", account="a.account_id", note="'hold extended'"
+)
+SQL_EXTEND_HOLD = f"""
+WITH g AS MATERIALIZED (
+    SELECT h.hold_id, a.account_id
+    FROM (VALUES (1)) AS one (x)
+    CROSS JOIN LATERAL (
+        SELECT hold_id, user_id FROM holds
+        WHERE hold_id = $5 AND state = 'pending' AND amount_credits = $8 AND expire_time = $9
+        FOR UPDATE
+    ) h
+    CROSS JOIN LATERAL (
+        SELECT account_id FROM accounts WHERE user_id = h.user_id AND balance = $10 AND held = $11
+        FOR UPDATE
+    ) a
+), s AS (
+    INSERT INTO idempotency_keys (method, key, request_hash, response)
+    SELECT $1, $2, $3, $4 FROM g
+), h AS (
+    UPDATE holds SET amount_credits = $6, expire_time = $7
+    FROM g WHERE holds.hold_id = g.hold_id
+    RETURNING holds.hold_id, holds.user_id
+), a AS (
+    UPDATE accounts
+    SET balance = accounts.balance - ($6::bigint - $8::bigint),
+        held = accounts.held + ($6::bigint - $8::bigint)
+    FROM g, h WHERE accounts.account_id = g.account_id
+    RETURNING accounts.account_id, accounts.balance, accounts.held
+), {_ESCROW_EXTEND}
 SELECT a.balance FROM a
 """  # noqa: S608 - only this module's constant account ids are formatted in
 
@@ -154,8 +243,10 @@ WITH g AS MATERIALIZED (
     FROM g WHERE holds.hold_id = g.hold_id
     RETURNING holds.hold_id, holds.user_id, holds.amount_credits, holds.captured_credits
 ), j AS (
-    UPDATE jobs SET state = {job_state}, update_time = now()
-    FROM g WHERE jobs.hold_id = g.hold_id
+    -- A plain Reserve's job row mirrors its hold and, settled, no longer
+    -- needs the file id (retention). A durable job's state is its runner's.
+    UPDATE jobs SET state = {job_state}, file_id = '', update_time = now()
+    FROM g WHERE jobs.hold_id = g.hold_id AND NOT jobs.durable
 ), a AS (
     UPDATE accounts
     SET balance = accounts.balance + h.amount_credits - h.captured_credits,
@@ -207,17 +298,20 @@ SQL_SETTLE = _settle(
 # no key, no guard. $1 hold, $2 captured, $3 hold state, $4 job state, $5 note.
 SQL_EXPIRE = _settle(1)
 
-# Credits a user from a system account. $1 kind, $2 user, $3 amount,
-# $4 debited system account, $5 hold, $6 provider, $7 charge id, $8 description.
-SQL_CREDIT = """
+# Moves credits between a user and a system account. {sign} "+" credits the
+# user from the system account (TopUp, Grant, Refund), "-" debits the user
+# to it (RefundTopUp: the CHECK on accounts.balance refuses going below 0).
+# $1 kind, $2 user, $3 amount, $4 system account, $5 hold, $6 provider,
+# $7 charge id, $8 description.
+_MOVE = """
 WITH a AS (
-    UPDATE accounts SET balance = balance + $3 WHERE user_id = $2
+    UPDATE accounts SET balance = balance {sign} $3 WHERE user_id = $2
     RETURNING account_id, balance, held
 ), t AS (
     INSERT INTO ledger_transactions
         (kind, user_id, amount_credits, debit_account_id, credit_account_id, balance_after,
          hold_id, provider, provider_charge_id, description)
-    SELECT $1::text, $2, $3, $4::bigint, a.account_id, a.balance + a.held,
+    SELECT $1::text, $2, $3, {debit}, {credit}, a.balance + a.held,
            $5::uuid, $6::text, $7::text, $8::text
     FROM a
     RETURNING transaction_id, kind, amount_credits, balance_after, description, create_time,
@@ -232,6 +326,30 @@ SELECT t.transaction_id, t.kind, t.amount_credits, t.balance_after, t.descriptio
        t.create_time, a.balance
 FROM t, a
 """
+SQL_CREDIT = _MOVE.format(sign="+", debit="$4::bigint", credit="a.account_id")
+SQL_DEBIT = _MOVE.format(sign="-", debit="a.account_id", credit="$4::bigint")
+
+# Claim + the top-up of a provider charge, its refund if any, and the
+# owner's account, locked (RefundTopUp). $4 provider, $5 charge id.
+SQL_CLAIM_CHARGE = (
+    _CLAIM
+    + """
+SELECT k.request_hash, k.response, t.user_id, t.amount_credits,
+       (SELECT count(*) FROM ledger_transactions r
+         WHERE r.kind = 'top_up_refund' AND r.provider = $4 AND r.provider_charge_id = $5)
+           AS refunds,
+       a.account_id, a.balance, a.held
+FROM k
+LEFT JOIN LATERAL (
+    SELECT user_id, amount_credits FROM ledger_transactions
+    WHERE kind = 'top_up' AND provider = $4 AND provider_charge_id = $5 AND k.response IS NULL
+) t ON true
+LEFT JOIN LATERAL (
+    SELECT account_id, balance, held FROM accounts WHERE user_id = t.user_id
+    FOR UPDATE
+) a ON true
+"""
+)  # noqa: S608 - constant SQL fragments only
 
 SQL_ADD_REFUNDED = "UPDATE holds SET refunded_credits = refunded_credits + $2 WHERE hold_id = $1"
 
@@ -296,7 +414,7 @@ SQL_LIST_TRANSACTIONS = """
 SELECT transaction_id, kind, amount_credits, balance_after, description, create_time
 FROM ledger_transactions
 WHERE user_id = $1 AND transaction_id < $2
-  AND kind IN ('trial', 'top_up', 'capture', 'refund', 'grant')
+  AND kind IN ('trial', 'top_up', 'capture', 'refund', 'grant', 'top_up_refund')
 ORDER BY transaction_id DESC
 LIMIT $3
 """
@@ -327,20 +445,20 @@ FOR UPDATE SKIP LOCKED
 # is partial on state = 'pending', so scanning it visits only the live holds
 # (a few per active user, never the history); they are then filtered and
 # sorted by create_time in memory.
-SQL_STALE_JOBS = """
+SQL_STALE_JOBS = f"""
 SELECT h.hold_id, h.user_id, h.amount_credits, h.captured_credits, h.refunded_credits,
        h.state, h.expire_time, h.create_time,
-       j.chat_id, j.message_id, j.file_id, j.duration_seconds, j.trace_id,
+{_HOLD_JOB},
        u.language_code
 FROM holds h
-JOIN jobs j ON j.hold_id = h.hold_id
+LEFT JOIN jobs j ON j.job_id = h.job_id
 JOIN users u ON u.user_id = h.user_id
 WHERE h.state = 'pending'
   AND h.create_time < now() - make_interval(secs => $1)
   AND ($2::timestamptz IS NULL OR (h.create_time, h.hold_id) > ($2, $3::uuid))
 ORDER BY h.create_time, h.hold_id
 LIMIT $4
-"""
+"""  # noqa: S608 - constant SQL fragments only
 
 SQL_PRUNE_KEYS = """
 WITH doomed AS (
@@ -351,4 +469,21 @@ WITH doomed AS (
     FOR UPDATE SKIP LOCKED
 )
 DELETE FROM idempotency_keys k USING doomed d WHERE k.method = d.method AND k.key = d.key
+"""
+
+# Personal data of a user, gone; amounts and the ledger stay. $1 user.
+# Returns the number of job rows cleared; no row if the user is unknown.
+SQL_ERASE_USER = """
+WITH u AS (
+    UPDATE users SET username = '', language_code = '', update_time = now()
+    WHERE user_id = $1
+    RETURNING user_id
+), j AS (
+    UPDATE jobs
+    SET chat_id = 0, message_id = 0, file_id = '', trace_id = '', spec = NULL,
+        status_message_id = 0, lease_owner = '', update_time = now()
+    FROM u WHERE jobs.user_id = u.user_id
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM j) AS jobs_erased FROM u
 """

@@ -16,7 +16,7 @@ import uuid
 
 from google.protobuf.message import Message
 
-from billing import domain
+from billing import domain, jobs
 from billing.domain import (
     MAX_AMOUNT_CREDITS,
     MAX_DURATION_SECONDS,
@@ -37,8 +37,19 @@ MAX_CHARGE_ID_CHARS = 256
 DEFAULT_PAGE_SIZE = 10
 MAX_PAGE_SIZE = 100
 
+MAX_SPEC_BYTES = 16 * 1024
+MAX_OWNER_CHARS = 128
+MAX_OUTCOME_CHARS = 64
+
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _PAGE_TOKEN = struct.Struct(">qq")
+# ListRunnableJobs cursor: (the user's oldest movable job's seq, user id).
+_RUNNABLE_TOKEN = struct.Struct(">qq")
+_FINISHED = {
+    pb.JOB_STATE_DONE: jobs.JobState.DONE,
+    pb.JOB_STATE_FAILED: jobs.JobState.FAILED,
+    pb.JOB_STATE_CANCELLED: jobs.JobState.CANCELLED,
+}
 # ListStaleJobs cursor: (create_time in microseconds since the epoch, hold id).
 _STALE_TOKEN = struct.Struct(">q16s")
 MAX_STALE_AGE_SECONDS = 7 * 86400
@@ -73,26 +84,59 @@ def _text(value: str, field: str, max_chars: int, *, required: bool = False) -> 
     return value
 
 
-def _hold_id(value: str) -> uuid.UUID:
+def _uuid(value: str, field: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
     except ValueError:
-        raise invalid_field("hold_id", "hold_id is not a UUID") from None
+        raise invalid_field(field, f"{field} is not a UUID") from None
 
 
-def idempotency_key(method: str, request: Message) -> IdempotencyKey:
-    """The key, scoped to ``method``, with the hash of everything else sent.
+def _hold_id(value: str) -> uuid.UUID:
+    return _uuid(value, "hold_id")
 
-    The hash covers the deterministic serialisation of the request with only
-    the key cleared, so any other changed field makes a different request.
+
+def _trace_id(value: str, field: str) -> str:
+    if value and not _TRACE_ID.match(value):
+        raise invalid_field(field, f"{field} must be 32 lowercase hex characters")
+    return value
+
+
+def _digest(request: Message) -> bytes:
+    return hashlib.sha256(request.SerializeToString(deterministic=True)).digest()
+
+
+def idempotency_key(
+    method: str, request: Message, *, ignore: tuple[str, ...] = ()
+) -> IdempotencyKey:
+    """The key, scoped to ``method``, with the hash of what the caller asked for.
+
+    The hash covers the deterministic serialisation of the request with the
+    key cleared, and the fields named in ``ignore`` ("job.trace_id": a
+    nested one) too: those say how, not what (a re-delivered update brings a
+    new trace id), so a request differing only there is a replay. The hash
+    of the whole request, what keys stored before were checked against, is
+    accepted as well.
     """
     key: str = getattr(request, "idempotency_key")  # noqa: B009 - every keyed request has it
     _text(key, "idempotency_key", MAX_KEY_CHARS, required=True)
     body = type(request)()
     body.CopyFrom(request)
     body.ClearField("idempotency_key")
-    digest = hashlib.sha256(body.SerializeToString(deterministic=True)).digest()
-    return IdempotencyKey(method=method, key=key, request_hash=digest)
+    legacy = _digest(body)
+    for path in ignore:
+        *parents, name = path.split(".")
+        holder: Message | None = body
+        for parent in parents:
+            # An absent parent has nothing to clear (and touching it would set it).
+            holder = (
+                getattr(holder, parent) if holder is not None and holder.HasField(parent) else None
+            )
+        if holder is not None:
+            holder.ClearField(name)
+    digest = _digest(body)
+    return IdempotencyKey(
+        method=method, key=key, request_hash=digest, legacy_hash=legacy if ignore else None
+    )
 
 
 def ensure_user(req: pb.EnsureUserRequest) -> domain.EnsureUser:
@@ -103,7 +147,9 @@ def ensure_user(req: pb.EnsureUserRequest) -> domain.EnsureUser:
     )
 
 
-def user_id(req: pb.GetUserRequest | pb.GetBalanceRequest) -> int:
+def user_id(
+    req: pb.GetUserRequest | pb.GetBalanceRequest | pb.CancelJobRequest | pb.EraseUserRequest,
+) -> int:
     return _user_id(req.user_id)
 
 
@@ -127,18 +173,17 @@ def _job(req: pb.ReserveRequest) -> domain.Job:
         raise invalid_field(
             "job.duration_seconds", f"job.duration_seconds must be 0 to {MAX_DURATION_SECONDS}"
         )
-    if job.trace_id and not _TRACE_ID.match(job.trace_id):
-        raise invalid_field("job.trace_id", "job.trace_id must be 32 lowercase hex characters")
     return domain.Job(
         chat_id=job.chat_id,
         message_id=job.message_id,
         file_id=_text(job.file_id, "job.file_id", MAX_FILE_ID_CHARS),
         duration_seconds=job.duration_seconds,
-        trace_id=job.trace_id,
+        trace_id=_trace_id(job.trace_id, "job.trace_id"),
+        job_id=_uuid(job.job_id, "job.job_id") if job.job_id else None,
     )
 
 
-def _ttl(req: pb.ReserveRequest) -> int | None:
+def _ttl(req: pb.ReserveRequest | pb.ExtendHoldRequest) -> int | None:
     if not req.HasField("ttl"):
         return None
     ttl = req.ttl
@@ -148,7 +193,7 @@ def _ttl(req: pb.ReserveRequest) -> int | None:
 
 
 def reserve(req: pb.ReserveRequest) -> tuple[IdempotencyKey, domain.Reserve]:
-    idem = idempotency_key("Reserve", req)
+    idem = idempotency_key("Reserve", req, ignore=("job.trace_id",))
     return idem, domain.Reserve(
         user_id=_user_id(req.user_id),
         amount_credits=_amount(req.amount_credits),
@@ -172,6 +217,19 @@ def release(req: pb.ReleaseRequest) -> tuple[IdempotencyKey, domain.Release]:
     )
 
 
+def extend_hold(req: pb.ExtendHoldRequest) -> tuple[IdempotencyKey, domain.ExtendHold]:
+    idem = idempotency_key("ExtendHold", req)
+    return idem, domain.ExtendHold(
+        hold_id=_hold_id(req.hold_id),
+        amount_credits=_amount(req.amount_credits),
+        ttl_seconds=_ttl(req),
+    )
+
+
+def get_hold(req: pb.GetHoldRequest) -> uuid.UUID:
+    return _hold_id(req.hold_id)
+
+
 def top_up(req: pb.TopUpRequest) -> tuple[IdempotencyKey, domain.TopUp]:
     idem = idempotency_key("TopUp", req)
     return idem, domain.TopUp(
@@ -181,6 +239,17 @@ def top_up(req: pb.TopUpRequest) -> tuple[IdempotencyKey, domain.TopUp]:
         provider_charge_id=_text(
             req.provider_charge_id, "provider_charge_id", MAX_CHARGE_ID_CHARS, required=True
         ),
+    )
+
+
+def refund_top_up(req: pb.RefundTopUpRequest) -> tuple[IdempotencyKey, domain.RefundTopUp]:
+    idem = idempotency_key("RefundTopUp", req)
+    return idem, domain.RefundTopUp(
+        provider=_text(req.provider, "provider", MAX_PROVIDER_CHARS, required=True),
+        provider_charge_id=_text(
+            req.provider_charge_id, "provider_charge_id", MAX_CHARGE_ID_CHARS, required=True
+        ),
+        reason=_text(req.reason, "reason", MAX_REASON_CHARS),
     )
 
 
@@ -268,6 +337,98 @@ def decode_stale_token(token: str) -> tuple[int, uuid.UUID]:
     except (binascii.Error, struct.error, ValueError):
         raise invalid_field("page_token", "page_token is not a token from this API") from None
     return int(micros), uuid.UUID(bytes=hold)
+
+
+# --- durable jobs ------------------------------------------------------------
+
+
+def submit_job(req: pb.SubmitJobRequest) -> tuple[IdempotencyKey, jobs.SubmitJob]:
+    # The spec is how to run the note, serialised by the caller (a re-delivered
+    # update may serialise it differently); the note itself is user, chat, message.
+    idem = idempotency_key("SubmitJob", req, ignore=("spec", "trace_id"))
+    if req.chat_id == 0:
+        raise invalid_field("chat_id", "chat_id is required")
+    if req.message_id <= 0:
+        raise invalid_field("message_id", "message_id must be positive")
+    if len(req.spec) > MAX_SPEC_BYTES:
+        raise invalid_field("spec", f"spec is larger than {MAX_SPEC_BYTES} bytes")
+    return idem, jobs.SubmitJob(
+        user_id=_user_id(req.user_id),
+        chat_id=req.chat_id,
+        message_id=req.message_id,
+        spec=req.spec,
+        trace_id=_trace_id(req.trace_id, "trace_id"),
+    )
+
+
+def _lease(req: pb.ClaimJobRequest | pb.RenewJobRequest, bounds: tuple[float, float]) -> float:
+    low, high = bounds
+    seconds = req.lease.seconds + req.lease.nanos / 1e9
+    if not req.HasField("lease") or not low <= seconds <= high:
+        raise invalid_field("lease", f"lease must be {low:g} to {high:g} seconds")
+    return seconds
+
+
+def _attempt(value: int) -> int:
+    if value <= 0:
+        raise invalid_field("attempt", "attempt must be the positive attempt of a claim")
+    return value
+
+
+def claim_job(req: pb.ClaimJobRequest, lease_bounds: tuple[float, float]) -> jobs.ClaimJob:
+    return jobs.ClaimJob(
+        user_id=_user_id(req.user_id),
+        owner=_text(req.owner, "owner", MAX_OWNER_CHARS),
+        lease_seconds=_lease(req, lease_bounds),
+    )
+
+
+def renew_job(req: pb.RenewJobRequest, lease_bounds: tuple[float, float]) -> jobs.RenewJob:
+    return jobs.RenewJob(
+        job_id=_uuid(req.job_id, "job_id"),
+        attempt=_attempt(req.attempt),
+        lease_seconds=_lease(req, lease_bounds),
+    )
+
+
+def finish_job(req: pb.FinishJobRequest) -> jobs.FinishJob:
+    state = _FINISHED.get(req.state)
+    if state is None:
+        raise invalid_field(
+            "state", "state must be JOB_STATE_DONE, JOB_STATE_FAILED or JOB_STATE_CANCELLED"
+        )
+    return jobs.FinishJob(
+        job_id=_uuid(req.job_id, "job_id"),
+        attempt=_attempt(req.attempt),
+        state=state,
+        outcome=_text(req.outcome, "outcome", MAX_OUTCOME_CHARS, required=True),
+    )
+
+
+def attach_job_message(req: pb.AttachJobMessageRequest) -> tuple[uuid.UUID, int]:
+    job_id = _uuid(req.job_id, "job_id")
+    if req.status_message_id <= 0:
+        raise invalid_field("status_message_id", "status_message_id must be positive")
+    return job_id, req.status_message_id
+
+
+def list_runnable_jobs(req: pb.ListRunnableJobsRequest) -> tuple[int, tuple[int, int] | None]:
+    """(page size, cursor after which to list or None)."""
+    if req.page_size < 0 or req.page_size > MAX_PAGE_SIZE:
+        raise invalid_field("page_size", f"page_size must be 0 to {MAX_PAGE_SIZE}")
+    after = None
+    if req.page_token:
+        try:
+            raw = base64.urlsafe_b64decode(req.page_token + "=" * (-len(req.page_token) % 4))
+            seq, user = _RUNNABLE_TOKEN.unpack(raw)
+        except (binascii.Error, struct.error, ValueError):
+            raise invalid_field("page_token", "page_token is not a token from this API") from None
+        after = (int(seq), int(user))
+    return req.page_size or DEFAULT_PAGE_SIZE, after
+
+
+def encode_runnable_token(seq: int, user: int) -> str:
+    return base64.urlsafe_b64encode(_RUNNABLE_TOKEN.pack(seq, user)).decode().rstrip("=")
 
 
 def role_to_proto(role: Role) -> pb.Role:

@@ -15,7 +15,7 @@ creates a throwaway database, migrates it, seeds users with credits, then
    ``apt-get install g++ libgrpc++-dev protobuf-compiler-grpc``), else
    bench/billing/client.py (``--client`` picks one);
 2. runs pgbench against the same database with ``--clients`` connections,
-   replaying the very statements billing/repo.py sends for one pair (the
+   replaying the very statements billing/postgres/ sends for one pair (the
    SQL text is imported from billing/sql.py, $n turned into pgbench variables),
    including the idempotency claim and the stored response;
 

@@ -15,10 +15,10 @@ import asyncpg
 import pytest
 from prometheus_client import CollectorRegistry
 
-from billing import repo, sql
+from billing import sql
 from billing.domain import HoldResult, IdempotencyKey, Job, Reserve
 from billing.metrics import write_conflicts
-from billing.repo import PgBillingStore
+from billing.postgres import PgBillingStore, base
 from tests.billing.billing_support import Running
 from tests.billing.test_money import balance, ledger_invariants, new_user
 from voxmesh.errors import Unavailable
@@ -79,7 +79,9 @@ async def test_reserve_that_lost_to_a_top_up_decides_again(
     call = asyncio.create_task(store.reserve(*reserve_30(), 600, encode))
     await waiting_on_a_lock(other)
     await tx.commit()
-    hold_id, after = (await call).decode().split()
+    answer = await call
+    assert not answer.replayed
+    hold_id, after = answer.body.decode().split()
     # Read again after the top-up: 100 + 50 - 30, not the 70 the first read predicted.
     assert int(after) == 120
     assert await balance(billing) == (120, 30)
@@ -109,7 +111,8 @@ async def test_reserve_whose_copy_committed_first_answers_from_the_key(
     await tx.commit()
     # The gate passes (the account is as read), the key's primary key stops the
     # write whole, and the read that follows finds the stored answer.
-    assert await call == b"the first answer"
+    answer = await call
+    assert (answer.body, answer.replayed) == (b"the first answer", True)
     assert await balance(billing) == (100, 0)
     assert await other.fetchval("SELECT count(*) FROM holds") == 0
     assert conflicts_of(registry) == 1
@@ -119,7 +122,7 @@ async def test_a_storm_on_one_account_is_unavailable_to_retry(
     billing: Running, other: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await new_user(billing)
-    monkeypatch.setattr(repo, "_GUARD_ATTEMPTS", 1)
+    monkeypatch.setattr(base, "GUARD_ATTEMPTS", 1)
     store = PgBillingStore(billing.app.pool)
     tx = other.transaction()
     await tx.start()

@@ -16,7 +16,7 @@ from google.protobuf.duration_pb2 import Duration
 from billing.config import BillingSettings
 from billing.migrate import migrate
 from billing.reaper import Reaper
-from billing.repo import PgBillingStore
+from billing.postgres import PgBillingStore
 from billing.v1 import billing_pb2 as pb
 from tests.billing.billing_support import Running, StartBilling
 from tests.billing.test_money import balance, fails, ledger_invariants, new_user, reserve
@@ -162,9 +162,11 @@ async def test_capture_after_billing_restart(start_billing: StartBilling) -> Non
     assert cap.balance_credits == 75
     # The gateway retrying after a lost reply: the same answer, nothing charged twice.
     assert await second.stub.Capture(req) == cap
-    # And the old Reserve key still answers with the original hold.
+    # And the old Reserve key still answers with the original hold, as it is
+    # now: captured (a caller must not run the job again), its file id gone.
     again = await reserve(second, "reserve:100:1", 30)
-    assert again.hold_id == hold.hold_id and again.state == pb.HOLD_STATE_PENDING
+    assert again.hold_id == hold.hold_id and again.state == pb.HOLD_STATE_CAPTURED
+    assert again.captured_credits == 25 and again.job.file_id == ""
     assert await balance(second) == (75, 0)
     await ledger_invariants(second.settings.database_url)
 
