@@ -133,14 +133,16 @@ class Done(_message.Message):
     def __init__(self, audio_duration_seconds: _Optional[float] = ..., processing_seconds: _Optional[float] = ..., model: _Optional[str] = ..., device: _Optional[str] = ..., formatted_text: _Optional[str] = ..., segment_count: _Optional[int] = ..., transcribed_seconds: _Optional[float] = ...) -> None: ...
 
 class TranscribeRequest(_message.Message):
-    __slots__ = ("config", "audio", "paid")
+    __slots__ = ("config", "audio", "paid", "end_of_audio")
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     PAID_FIELD_NUMBER: _ClassVar[int]
+    END_OF_AUDIO_FIELD_NUMBER: _ClassVar[int]
     config: TranscriptionConfig
     audio: bytes
     paid: PaidSeconds
-    def __init__(self, config: _Optional[_Union[TranscriptionConfig, _Mapping]] = ..., audio: _Optional[bytes] = ..., paid: _Optional[_Union[PaidSeconds, _Mapping]] = ...) -> None: ...
+    end_of_audio: bool
+    def __init__(self, config: _Optional[_Union[TranscriptionConfig, _Mapping]] = ..., audio: _Optional[bytes] = ..., paid: _Optional[_Union[PaidSeconds, _Mapping]] = ..., end_of_audio: _Optional[bool] = ...) -> None: ...
 
 class TranscribeResponse(_message.Message):
     __slots__ = ("language", "segment", "done", "audio")

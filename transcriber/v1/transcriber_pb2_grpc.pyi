@@ -40,7 +40,8 @@ class TranscriberServiceStub:
     Transcribe: _grpc.StreamStreamMultiCallable[_transcriber_pb2.TranscribeRequest, _transcriber_pb2.TranscribeResponse]
     """Transcribe is a bidirectional stream. The first request carries the
     config, every later one a chunk of audio (any size up to 1 MiB); the
-    client half-closes when the audio ends. Responses: an audio event with
+    client half-closes when the audio ends, or sends end_of_audio and keeps
+    its side open to raise paid_seconds later. Responses: an audio event with
     the final duration as soon as it is known, at most one language event,
     segments in order, then exactly one done event.
     """
@@ -63,7 +64,8 @@ class TranscriberServiceAsyncStub(TranscriberServiceStub):
     Transcribe: _aio.StreamStreamMultiCallable[_transcriber_pb2.TranscribeRequest, _transcriber_pb2.TranscribeResponse]  # type: ignore[assignment]
     """Transcribe is a bidirectional stream. The first request carries the
     config, every later one a chunk of audio (any size up to 1 MiB); the
-    client half-closes when the audio ends. Responses: an audio event with
+    client half-closes when the audio ends, or sends end_of_audio and keeps
+    its side open to raise paid_seconds later. Responses: an audio event with
     the final duration as soon as it is known, at most one language event,
     segments in order, then exactly one done event.
     """
@@ -89,7 +91,8 @@ class TranscriberServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_transcriber_pb2.TranscribeResponse], _abc.AsyncIterator[_transcriber_pb2.TranscribeResponse]]:
         """Transcribe is a bidirectional stream. The first request carries the
         config, every later one a chunk of audio (any size up to 1 MiB); the
-        client half-closes when the audio ends. Responses: an audio event with
+        client half-closes when the audio ends, or sends end_of_audio and keeps
+        its side open to raise paid_seconds later. Responses: an audio event with
         the final duration as soon as it is known, at most one language event,
         segments in order, then exactly one done event.
         """
