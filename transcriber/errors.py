@@ -71,3 +71,21 @@ class ModelUnavailable(TranscriberError):
 
 class Cancelled(Exception):
     """The caller went away; the worker stops. Never reaches a caller."""
+
+
+class PaidSecondsExceeded(TranscriberError):
+    """The audio reached TranscriptionConfig.paid_seconds and no raise came in time
+    (FAILED_PRECONDITION); the segments of the paid audio were sent before it."""
+
+    reason = "PAID_SECONDS_EXCEEDED"
+
+    def __init__(self, paid_seconds: float, transcribed_seconds: float) -> None:
+        super().__init__(
+            f"the audio is longer than the {paid_seconds:g} seconds paid for",
+            metadata={
+                "paid_seconds": f"{paid_seconds:.3f}",
+                "transcribed_seconds": f"{transcribed_seconds:.3f}",
+            },
+        )
+        self.paid_seconds = paid_seconds
+        self.transcribed_seconds = transcribed_seconds

@@ -16,12 +16,20 @@ from dataclasses import dataclass
 from opentelemetry import trace
 
 from transcriber.asr import LANGUAGE_CODES, DecodeOptions
-from transcriber.audio import AudioArray, AudioDecoder, ByteFeed, PcmResampler
+from transcriber.audio import SAMPLE_RATE, AudioArray, AudioDecoder, ByteFeed, PcmResampler
 from transcriber.config import TranscriberConfig
-from transcriber.errors import BadAudio, BadRequest, Cancelled, DeadlineTooShort
+from transcriber.errors import (
+    BadAudio,
+    BadRequest,
+    Cancelled,
+    DeadlineTooShort,
+    PaidSecondsExceeded,
+)
 from transcriber.formatting import OutputFormat, format_transcript
 from transcriber.live import LiveTranscriber
 from transcriber.models import ModelRegistry
+from transcriber.paid import AudioEvent, PaidBudget, PaidGate
+from transcriber.readahead import ReadAhead
 from transcriber.windowing import Emit, Transcript, WindowedTranscriber, WorkCounters
 
 log = logging.getLogger(__name__)
@@ -32,6 +40,13 @@ MAX_HOTWORDS_CHARS = 500
 MIN_LIVE_RATE, MAX_LIVE_RATE = 8000, 48000
 # Live PCM is drained from the feed in reads of at most this many bytes.
 _LIVE_READ = 256 * 1024
+# At the paid limit, how long to let the decoder reach the end of the input
+# first, so the exact duration is reported before the pause.
+_SETTLE_SECONDS = 2.0
+# Containers whose header states the exact length of the audio (a sample
+# count or a track duration written by the muxer). MP3's is estimated from
+# the bit rate, OGG has none: their duration is reported once decoded.
+_EXACT_HEADER_DURATION = frozenset({"wav", "flac", "mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"})
 
 
 @dataclass(frozen=True)
@@ -48,6 +63,8 @@ class JobRequest:
     hotwords: str = ""
     beam_size: int = 0
     model: str = ""
+    #: Seconds of audio paid for; 0: no limit.
+    paid_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +76,7 @@ class JobSpec:
     output_format: OutputFormat
     live: bool
     sample_rate_hz: int
+    paid_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +86,8 @@ class JobOutcome:
     model: str
     device: str
     formatted_text: str
+    #: Audio handed to Whisper (at most the seconds paid for).
+    transcribed_seconds: float = 0.0
 
 
 def _short(value: str, limit: int = 40) -> str:
@@ -104,6 +124,8 @@ def validate(request: JobRequest, registry: ModelRegistry, config: TranscriberCo
             "sample_rate_hz",
             f"sample_rate_hz must be {MIN_LIVE_RATE} to {MAX_LIVE_RATE} for live PCM",
         )
+    if not 0.0 <= request.paid_seconds <= 1e7:  # also refuses NaN
+        raise BadRequest("paid_seconds", "paid_seconds must be 0 (no limit) or positive")
     options = DecodeOptions(
         language=language or ("en" if not multilingual else None),
         task="translate" if request.translate else "transcribe",
@@ -112,21 +134,39 @@ def validate(request: JobRequest, registry: ModelRegistry, config: TranscriberCo
         initial_prompt=request.initial_prompt.strip() or None,
         hotwords=request.hotwords.strip() or None,
     )
-    return JobSpec(model, options, request.output_format, request.live, request.sample_rate_hz)
+    return JobSpec(
+        model,
+        options,
+        request.output_format,
+        request.live,
+        request.sample_rate_hz,
+        request.paid_seconds,
+    )
 
 
-def _pcm_chunks(feed: ByteFeed, resampler: PcmResampler) -> Iterator[AudioArray]:
-    carry = b""
-    while data := feed.read(_LIVE_READ):
-        data = carry + data
-        usable = len(data) - len(data) % 2
-        carry = data[usable:]
-        chunk = resampler.push(data[:usable])
+class _PcmSource:
+    """Live PCM from the feed, resampled; reports the exact duration when the input ends."""
+
+    def __init__(self, feed: ByteFeed, resampler: PcmResampler, emit: Emit) -> None:
+        self._feed = feed
+        self._resampler = resampler
+        self._emit = emit
+        self.samples = 0
+
+    def __iter__(self) -> Iterator[AudioArray]:
+        carry = b""
+        while data := self._feed.read(_LIVE_READ):
+            data = carry + data
+            usable = len(data) - len(data) % 2
+            carry = data[usable:]
+            yield from self._counted(self._resampler.push(data[:usable]))
+        yield from self._counted(self._resampler.flush())
+        self._emit(AudioEvent(self.samples / SAMPLE_RATE, final=True))
+
+    def _counted(self, chunk: AudioArray) -> Iterator[AudioArray]:
         if chunk.size:
+            self.samples += chunk.size
             yield chunk
-    tail = resampler.flush()
-    if tail.size:
-        yield tail
 
 
 def run_job(
@@ -140,10 +180,31 @@ def run_job(
     deadline_at: float | None = None,
     counters: WorkCounters | None = None,
     clock: Callable[[], float] = time.monotonic,
+    budget: PaidBudget | None = None,
 ) -> JobOutcome:
-    """Transcribe what arrives in ``feed`` (until it finishes) and return the outcome."""
+    """Transcribe what arrives in ``feed`` (until it finishes) and return the outcome.
+
+    Raises PaidSecondsExceeded, after the segments of the paid audio were
+    emitted, when the audio outlasts ``budget`` and no raise came in time.
+    """
     started = clock()
     recognizer = registry.get(spec.model)
+    if budget is None:
+        budget = PaidBudget(spec.paid_seconds)
+        budget.close()  # nobody can raise it
+
+    def gate(
+        decoded_seconds: Callable[[], float], settle: Callable[[], object] | None = None
+    ) -> PaidGate:
+        return PaidGate(
+            budget,
+            wait_seconds=config.paid_wait_seconds,
+            emit=emit,
+            cancel=cancel,
+            decoded_seconds=decoded_seconds,
+            settle=settle,
+        )
+
     if spec.live:
         live = LiveTranscriber(
             recognizer,
@@ -152,20 +213,29 @@ def run_job(
             cancel=cancel,
             min_chunk_seconds=config.live_min_chunk_seconds,
             buffer_seconds=config.live_buffer_seconds,
+            commit_seconds=config.live_commit_seconds,
             counters=counters,
         )
         received = feed.peek_head(1)
         if not received:
             raise BadAudio("the upload has no bytes", reason="AUDIO_EMPTY")
-        transcript = live.run(_pcm_chunks(feed, PcmResampler(spec.sample_rate_hz)))
+        pcm = _PcmSource(feed, PcmResampler(spec.sample_rate_hz), emit)
+        paid = gate(lambda: pcm.samples / SAMPLE_RATE)
+        transcript = live.run(paid.chunks(pcm))
     else:
         decoder = AudioDecoder(feed, max_seconds=config.max_audio_seconds, cancel=cancel)
+        ahead: ReadAhead | None = None
         try:
             with _tracer.start_as_current_span("transcriber.decode.open") as span:
                 info = decoder.open()
                 span.set_attribute("transcriber.container", str(info.container))
                 span.set_attribute("transcriber.codec", str(info.codec))
             log.debug("decoding %s/%s, %s s", info.container, info.codec, info.duration_seconds)
+            from_header = (
+                info.duration_seconds is not None and info.container in _EXACT_HEADER_DURATION
+            )
+            if from_header:
+                emit(AudioEvent(float(info.duration_seconds or 0.0), final=True))
             if deadline_at is not None and info.duration_seconds is not None:
                 expected = info.duration_seconds * config.realtime_factor
                 remaining = deadline_at - clock()
@@ -186,17 +256,39 @@ def run_job(
                 window_seconds=config.window_seconds,
                 counters=counters,
             )
-            transcript = windows.run(decoder.chunks())
+            ahead = ReadAhead(
+                decoder.chunks(),
+                max_samples=int(config.decode_ahead_seconds * SAMPLE_RATE),
+                on_end=(
+                    (lambda _: None)
+                    if from_header
+                    else (lambda n: emit(AudioEvent(n / SAMPLE_RATE, final=True)))
+                ),
+            ).start()
+            decoding = ahead
+            paid = gate(
+                lambda: decoding.decoded / SAMPLE_RATE,
+                # Decoding is ~100x faster than real time; the rest of a long
+                # upload may not be here yet, so the wait is short.
+                lambda: decoding.wait_done(_SETTLE_SECONDS),
+            )
+            transcript = windows.run(paid.chunks(ahead))
         finally:
-            decoder.close()
+            # The decoder thread may still wait for bytes (the job stopped
+            # early): wake it, and close the container once it let go of it.
+            if ahead is None or ahead.stop(feed.abort):
+                decoder.close()
     if cancel.is_set():
         raise Cancelled()
+    if paid.exceeded:
+        raise PaidSecondsExceeded(budget.seconds, paid.passed_seconds)
     return JobOutcome(
         transcript=transcript,
         processing_seconds=clock() - started,
         model=recognizer.name,
-        device=config.device,
+        device=recognizer.device,
         formatted_text=format_transcript(transcript.segments, spec.output_format),
+        transcribed_seconds=paid.passed_seconds,
     )
 
 

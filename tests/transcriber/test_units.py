@@ -67,7 +67,14 @@ def test_config_from_env(tmp_path: Path) -> None:
     cuda = TranscriberConfig.from_env({"TRANSCRIBER_DEVICE": "cuda"})
     assert (cuda.compute_type, cuda.beam_size) == ("float16", 5)
     default = TranscriberConfig.from_env({})
-    assert default.model_name == "tiny.en" and default.default_model_dir() is not None
+    # Multilingual by default: base (bundled) detects the language; tiny.en by name.
+    assert default.model_name == "base" and default.beam_size == 1
+    assert default.paid_wait_seconds == 20.0
+    tiny = TranscriberConfig.from_env({"TRANSCRIBER_MODEL_NAME": "tiny.en"})
+    assert tiny.model_name == "tiny.en" and tiny.default_model_dir() is not None
+    # A directory without a name is known by its own name, not as the bundled base.
+    large = TranscriberConfig.from_env({"TRANSCRIBER_MODEL_DIR": str(tmp_path / "large-v3")})
+    assert large.model_name == "large-v3" and large.default_model_dir() == tmp_path / "large-v3"
 
 
 @pytest.mark.parametrize(
