@@ -44,7 +44,7 @@ def render_history(
     for tx in page.transactions:
         when = tx.create_time.ToDatetime()
         kind = t(lang, _KINDS.get(tx.kind, "tx_other"))
-        row = t(
+        line = t(
             lang,
             "history_row",
             when=f"{when:%Y-%m-%d %H:%M}",
@@ -53,7 +53,7 @@ def render_history(
             amount=abs(tx.amount_credits),
             balance=tx.balance_after_credits,
         )
-        lines.append(row)
+        lines.append(line)
     row: list[tuple[str, str]] = []
     if token:
         row.append((t(lang, "history_newest"), HISTORY_PREFIX))

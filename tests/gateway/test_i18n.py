@@ -31,7 +31,7 @@ RU_NOUNS = {
 EN_NOUNS = {"credit": ("credit", "credits"), "recording": ("recording", "recordings")}
 
 
-class _Variables(Visitor):  # type: ignore[misc]
+class _Variables(Visitor):
     def __init__(self) -> None:
         super().__init__()
         self.names: set[str] = set()
