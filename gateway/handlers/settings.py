@@ -199,7 +199,7 @@ def interface_buttons(lang: str, current: str) -> Buttons:
 
 
 def _interface_name(lang: str, chosen: str) -> str:
-    return native_name(chosen) if chosen else t(lang, "interface_auto")
+    return language_name(lang, chosen) if chosen else t(lang, "interface_auto")
 
 
 async def _set_interface(

@@ -461,7 +461,7 @@ async def test_interface_language_is_a_choice(mesh: Mesh) -> None:
     )
     emu.push_update(query)
     await wait_for(lambda: len(start.edits) == 1, 20, "the choice confirmed")
-    assert start.edits[0] == "Язык бота: Русский."
+    assert start.edits[0] == "Язык бота: русский."
     # From now on, Russian, with Russian plurals and decimal commas.
     push(mesh, chat_id=user, user_id=user, text="/balance", language_code="uk")
     assert (await texts_in(mesh, user, 2))[1] == "Баланс: 100 кредитов (примерно 10 мин аудио)."

@@ -178,3 +178,17 @@ def test_no_russian_text_outside_the_catalogue() -> None:
         if cyrillic.search(path.read_text(encoding="utf-8"))
     ]
     assert offenders == []
+
+
+def test_every_key_the_gateway_names_is_in_the_catalogue() -> None:
+    gateway = pathlib.Path(__file__).parents[2] / "gateway"
+    call = re.compile(r"""\bt\(\s*[\w.]+,\s*["']([a-z_]+)["']""")
+    used = {
+        key: path.name
+        for path in gateway.rglob("*.py")
+        if path.name != "i18n.py"  # its docstring's example
+        for key in call.findall(path.read_text())
+    }
+    assert len(used) > 40
+    missing = {key: where for key, where in used.items() if key not in KEYS}
+    assert missing == {}

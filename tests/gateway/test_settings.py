@@ -136,7 +136,7 @@ async def test_ukrainian_telegram_starts_in_english_and_may_choose_russian(
     ]
     await press(rig, 44, "ui:ru", language_code="uk")
     # Said in the language just chosen; every later reply follows it.
-    assert rig.notifier.requests("Edit")[-1].text == "Язык бота: Русский."
+    assert rig.notifier.requests("Edit")[-1].text == "Язык бота: русский."
     assert (await rig.prefs.user(44)).interface_language == "ru"
     await rig.feed(message(rig, user_id=44, text="/help", language_code="uk"))
     assert rig.texts()[-1].startswith("Пришлите голосовое, аудио, видео или кружок")
