@@ -1,312 +1,156 @@
-"""Every user-visible sentence, in Russian and English.
+"""Every user-visible sentence, from Fluent catalogues: ``gateway/locales/<lang>/bot.ftl``.
 
-The interface language follows Telegram's ``language_code``: Russian for
-"ru" (and the languages whose speakers most often read it), English
-otherwise. Sentences are short; a failure says what happened, whether money
-moved, and the reference an SRE can look up.
+Why Fluent (``fluent.runtime``) and not gettext with aiogram's ``I18nMiddleware``:
+messages keep symbolic ids (``t(lang, "balance", balance=21)``, the call shape the
+handlers already use); one sentence may count several nouns (``stats``), where
+gettext's ``ngettext`` selects on a single number; plural categories and number
+formats come from CLDR through Babel either way; and ``.ftl`` files ship as text,
+with no ``.mo`` compile step to forget.
 
-A dict rather than aiogram's gettext ``I18nMiddleware``: two languages, no
-translators' tooling, and no compiled .mo files to build and ship.
+The interface language is English or Russian. A user may choose it (``/interface``,
+stored in :mod:`gateway.prefs`); otherwise it follows Telegram's ``language_code``:
+Russian for "ru", English for everything else. Telegram clients in Ukrainian,
+Belarusian or Kazakh are offered the choice instead of being pushed into Russian.
+A message missing from a catalogue falls back to English.
+
+Adding a message: put ``key = ...`` in both ``en/bot.ftl`` and ``ru/bot.ftl`` (same
+``$variables``; counted nouns as a select on the number, see ``balance``) and call
+``t(lang, "key", name=value)`` with numbers as int/float. ``tests/gateway/test_i18n.py``
+renders every message in both languages and fails on a gap.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
+from collections.abc import Iterator, Mapping
+from importlib.resources import files
 from typing import Final
 
-_RU_READERS: Final = {"ru", "uk", "be", "kk"}
+from babel import Locale, UnknownLocaleError
+from fluent.runtime import FluentBundle, FluentResource
+from fluent.syntax import ast
 
-MESSAGES: Final[dict[str, dict[str, str]]] = {
-    "welcome": {
-        "en": "Hi! Send me a voice note, audio or video and I'll turn it into text. "
-        "Your free trial: {balance} credits, about {minutes} min of audio. "
-        "/help lists what I can do.",
-        "ru": "Привет! Пришлите голосовое, аудио или видео, и я превращу его в текст. "
-        "Пробный баланс: {balance} кредитов, примерно {minutes} мин аудио. "
-        "/help — что я умею.",
-    },
-    "welcome_back": {
-        "en": "Hi again! Your balance: {balance} credits, about {minutes} min of audio. "
-        "Send me a voice note, audio or video.",
-        "ru": "Снова привет! Баланс: {balance} кредитов, примерно {minutes} мин аудио. "
-        "Пришлите голосовое, аудио или видео.",
-    },
-    "help": {
-        "en": "Send a voice note, audio file, video or round video: I reply with its text.\n"
-        "/balance — your credits\n/buy — top up with Telegram Stars\n"
-        "/history — your transactions\n/lang — speech language\n"
-        "/format — text, text with timestamps or SRT subtitles\n"
-        "/cancel — stop the current transcription\n"
-        "In groups: reply to a voice note with /t; admins can turn on /autotranscribe.",
-        "ru": "Пришлите голосовое, аудио, видео или кружок — я отвечу текстом.\n"
-        "/balance — ваши кредиты\n/buy — пополнить звёздами Telegram\n"
-        "/history — ваши операции\n/lang — язык речи\n"
-        "/format — текст, текст с таймкодами или субтитры SRT\n"
-        "/cancel — остановить расшифровку\n"
-        "В группах: ответьте на голосовое командой /t; админы могут включить /autotranscribe.",
-    },
-    "hint": {
-        "en": "Send me a voice note, audio or video and I'll transcribe it. /help",
-        "ru": "Пришлите голосовое, аудио или видео, и я его расшифрую. /help",
-    },
-    "balance": {
-        "en": "Balance: {balance} credits (about {minutes} min of audio).",
-        "ru": "Баланс: {balance} кредитов (примерно {minutes} мин аудио).",
-    },
-    "transcribing": {"en": "🎙 Transcribing…", "ru": "🎙 Расшифровываю…"},
-    "queued": {
-        "en": "⏳ Queued: I'll start once your earlier recordings are done.",
-        "ru": "⏳ В очереди: начну, как только закончу предыдущие записи.",
-    },
-    "stopped_by_user": {
-        "en": "⏹ Stopped at your request: you paid only for the part above.",
-        "ru": "⏹ Остановлено по вашей просьбе: списано только за часть выше.",
-    },
-    "stopped_no_credits": {
-        "en": "⚠️ Your credits ran out here: you paid for the part above. /buy to top up.",
-        "ru": "⚠️ Здесь закончились кредиты: списано за часть выше. Пополнить: /buy",
-    },
-    "stopped_too_long": {
-        "en": "⚠️ The recording is too long: this is its beginning, and you paid only for it.",
-        "ru": "⚠️ Запись слишком длинная: это её начало, и списано только за него.",
-    },
-    "queue_full": {
-        "en": "You already have {count} recordings waiting; send this one when they're done.",
-        "ru": "У вас уже {count} записей в очереди; пришлите эту, когда они закончатся.",
-    },
-    "cancelled": {
-        "en": "⏹ Stopped. Nothing was charged: your credits were released.",
-        "ru": "⏹ Остановлено. Ничего не списано: кредиты возвращены.",
-    },
-    "nothing_to_cancel": {
-        "en": "Nothing to cancel.",
-        "ru": "Отменять нечего.",
-    },
-    "rate_limited": {
-        "en": "Too many messages; please wait a minute.",
-        "ru": "Слишком много сообщений; подождите минуту.",
-    },
-    "no_speech": {
-        "en": "No speech found in this recording. Nothing was charged. Reference: {ref}",
-        "ru": "В записи не найдено речи. Ничего не списано. Код: {ref}",
-    },
-    "no_funds": {
-        "en": "Not enough credits: this recording costs {price}, you have {balance}. "
-        "Top up with /buy.",
-        "ru": "Недостаточно кредитов: запись стоит {price}, у вас {balance}. Пополнить: /buy.",
-    },
-    "banned": {"en": "Sorry, your access is blocked.", "ru": "Извините, ваш доступ заблокирован."},
-    "too_big": {
-        "en": "This file is larger than {limit_mb} MB, the most Telegram lets bots download. "
-        "Nothing was charged.",
-        "ru": "Файл больше {limit_mb} МБ — столько Telegram не даёт скачать ботам. "
-        "Ничего не списано.",
-    },
-    "bad_media": {
-        "en": "I couldn't read this file as audio; your credits were released. Reference: {ref}",
-        "ru": "Не удалось прочитать файл как аудио; кредиты возвращены. Код: {ref}",
-    },
-    "too_long": {
-        "en": "This recording is too long for me; your credits were released. Reference: {ref}",
-        "ru": "Запись слишком длинная; кредиты возвращены. Код: {ref}",
-    },
-    "busy": {
-        "en": "I'm overloaded, try again in a minute; your credits were released. Reference: {ref}",
-        "ru": "Я перегружен, попробуйте через минуту; кредиты возвращены. Код: {ref}",
-    },
-    "language_unavailable": {
-        "en": "I can't transcribe that language here (see /lang); your credits were released. "
-        "Reference: {ref}",
-        "ru": "Этот язык здесь недоступен (см. /lang); кредиты возвращены. Код: {ref}",
-    },
-    "failed": {
-        "en": "Sorry, the transcription failed; your credits were released. Reference: {ref}",
-        "ru": "Не удалось расшифровать запись; кредиты возвращены. Код: {ref}",
-    },
-    "interrupted": {
-        "en": "The bot restarted mid-way; your credits were released, please send it again. "
-        "Reference: {ref}",
-        "ru": "Бот перезапустился; кредиты возвращены, пришлите запись ещё раз. Код: {ref}",
-    },
-    "interrupted_queued": {
-        "en": "The bot restarted before your recording's turn; nothing was charged, "
-        "please send it again.",
-        "ru": "Бот перезапустился до вашей очереди; ничего не списано, пришлите запись ещё раз.",
-    },
-    "failed_no_hold": {
-        "en": "Sorry, something went wrong; nothing was charged. Reference: {ref}",
-        "ru": "Что-то пошло не так; ничего не списано. Код: {ref}",
-    },
-    "transcript_below": {
-        "en": "📝 The transcript is long; it follows in the next messages.",
-        "ru": "📝 Текст длинный, он в следующих сообщениях.",
-    },
-    "transcript_file": {
-        "en": "📝 The transcript is long; here it is as a file.",
-        "ru": "📝 Текст длинный, отправляю его файлом.",
-    },
-    "subtitles_file": {
-        "en": "📝 Here are the subtitles (SRT).",
-        "ru": "📝 Вот субтитры (SRT).",
-    },
-    # Settings
-    "lang_current": {
-        "en": "Speech language: {current}. Choose another:",
-        "ru": "Язык речи: {current}. Выберите другой:",
-    },
-    "lang_set": {"en": "Speech language: {current}.", "ru": "Язык речи: {current}."},
-    "lang_auto": {"en": "detect automatically", "ru": "определять автоматически"},
-    "lang_bad": {
-        "en": "Unknown language; try /lang auto, /lang en or /lang ru.",
-        "ru": "Неизвестный язык; попробуйте /lang auto, /lang en или /lang ru.",
-    },
-    "lang_english_only": {
-        "en": "This server only transcribes English; the language stays {current}.",
-        "ru": "Этот сервер расшифровывает только английский; язык остаётся: {current}.",
-    },
-    "format_current": {
-        "en": "Transcript format: {current}. Choose another:",
-        "ru": "Формат расшифровки: {current}. Выберите другой:",
-    },
-    "format_set": {"en": "Transcript format: {current}.", "ru": "Формат расшифровки: {current}."},
-    "format_bad": {
-        "en": "Unknown format; try /format text, /format timestamps or /format srt.",
-        "ru": "Неизвестный формат; попробуйте /format text, /format timestamps или /format srt.",
-    },
-    "format_text": {"en": "plain text", "ru": "обычный текст"},
-    "format_timestamps": {"en": "text with timestamps", "ru": "текст с таймкодами"},
-    "format_srt": {"en": "SRT subtitles", "ru": "субтитры SRT"},
-    # Payments
-    "buy_menu": {
-        "en": "Top up with Telegram Stars; choose a package:",
-        "ru": "Пополнение звёздами Telegram; выберите пакет:",
-    },
-    "buy_button": {"en": "{stars} ⭐ → {credits} credits", "ru": "{stars} ⭐ → {credits} кредитов"},
-    "invoice_title": {"en": "{credits} credits", "ru": "{credits} кредитов"},
-    "invoice_description": {
-        "en": "{credits} credits: about {minutes} min of transcribed audio.",
-        "ru": "{credits} кредитов: примерно {minutes} мин расшифрованного аудио.",
-    },
-    "invoice_sent": {"en": "Invoice below 👇", "ru": "Счёт ниже 👇"},
-    "offer_expired": {
-        "en": "This offer is no longer valid; please use /buy again.",
-        "ru": "Это предложение больше не действует; откройте /buy ещё раз.",
-    },
-    "paid": {
-        "en": "✅ Payment received: +{credits} credits. Balance: {balance}.",
-        "ru": "✅ Оплата получена: +{credits} кредитов. Баланс: {balance}.",
-    },
-    "payment_failed": {
-        "en": "Your payment arrived but I couldn't add the credits yet; "
-        "support will fix it with this reference: {ref}",
-        "ru": "Оплата пришла, но кредиты пока не начислены; поддержка исправит это по коду: {ref}",
-    },
-    # History
-    "history_title": {"en": "Your transactions:", "ru": "Ваши операции:"},
-    "history_empty": {"en": "No transactions yet.", "ru": "Операций пока нет."},
-    "history_older": {"en": "Older ›", "ru": "Раньше ›"},
-    "history_newest": {"en": "« Newest", "ru": "« Последние"},
-    "history_private": {
-        "en": "Your history is private: ask me in a direct chat.",
-        "ru": "История личная: спросите меня в личном чате.",
-    },
-    "tx_top_up": {"en": "top-up", "ru": "пополнение"},
-    "tx_capture": {"en": "transcription", "ru": "расшифровка"},
-    "tx_refund": {"en": "refund", "ru": "возврат"},
-    "tx_grant": {"en": "gift", "ru": "подарок"},
-    "tx_trial": {"en": "free trial", "ru": "пробный баланс"},
-    "tx_other": {"en": "other", "ru": "другое"},
-    # Groups
-    "t_usage": {
-        "en": "Reply to a voice note, audio or video with /t to transcribe it.",
-        "ru": "Ответьте командой /t на голосовое, аудио или видео, чтобы расшифровать его.",
-    },
-    "auto_on": {
-        "en": "Auto-transcription is on: I'll transcribe every voice note here.",
-        "ru": "Авторасшифровка включена: я буду расшифровывать все голосовые здесь.",
-    },
-    "auto_off": {
-        "en": "Auto-transcription is off; reply to a note with /t to transcribe it.",
-        "ru": "Авторасшифровка выключена; ответьте на голосовое командой /t.",
-    },
-    "group_admins_only": {
-        "en": "Only group admins can change this.",
-        "ru": "Это могут менять только админы группы.",
-    },
-    "groups_only": {
-        "en": "This command works in groups.",
-        "ru": "Эта команда работает в группах.",
-    },
-    # Admin
-    "admins_only": {"en": "Admins only.", "ru": "Только для администраторов."},
-    "usage_grant": {"en": "Usage: /grant USER_ID CREDITS", "ru": "Формат: /grant USER_ID КРЕДИТЫ"},
-    "usage_user": {"en": "Usage: /{command} USER_ID", "ru": "Формат: /{command} USER_ID"},
-    "granted": {
-        "en": "Granted {credits} credits to {user}; their balance is {balance}.",
-        "ru": "Пользователю {user} начислено {credits} кредитов; баланс: {balance}.",
-    },
-    "user_banned": {"en": "User {user} is banned.", "ru": "Пользователь {user} заблокирован."},
-    "user_unbanned": {
-        "en": "User {user} is unbanned.",
-        "ru": "Пользователь {user} разблокирован.",
-    },
-    "no_such_user": {"en": "No such user.", "ru": "Нет такого пользователя."},
-    "stats": {
-        "en": "Users: {users}\nPending holds: {holds} ({held} credits)\n"
-        "Captured: {captured} credits\nTopped up: {topped} credits",
-        "ru": "Пользователей: {users}\nОжидающих холдов: {holds} ({held} кредитов)\n"
-        "Списано: {captured} кредитов\nПополнено: {topped} кредитов",
-    },
-}
+log = logging.getLogger(__name__)
 
-# The command menu Telegram shows, per interface language (setMyCommands).
-COMMANDS: Final[dict[str, dict[str, str]]] = {
-    "en": {
-        "start": "Start and see your free trial",
-        "help": "What I can do",
-        "balance": "Your credits",
-        "buy": "Top up with Telegram Stars",
-        "history": "Your transactions",
-        "lang": "Speech language",
-        "format": "Text, timestamps or SRT subtitles",
-        "cancel": "Stop the current transcription",
-        "t": "Transcribe the note you reply to",
-    },
-    "ru": {
-        "start": "Начать и узнать о пробном балансе",
-        "help": "Что я умею",
-        "balance": "Ваши кредиты",
-        "buy": "Пополнить звёздами Telegram",
-        "history": "Ваши операции",
-        "lang": "Язык речи",
-        "format": "Текст, таймкоды или субтитры SRT",
-        "cancel": "Остановить расшифровку",
-        "t": "Расшифровать голосовое, на которое вы отвечаете",
-    },
-}
-
-LANGUAGE_NAMES: Final[dict[str, dict[str, str]]] = {
-    "en": {"en": "English", "ru": "английский"},
-    "ru": {"en": "Russian", "ru": "русский"},
-    "uk": {"en": "Ukrainian", "ru": "украинский"},
-    "de": {"en": "German", "ru": "немецкий"},
-    "es": {"en": "Spanish", "ru": "испанский"},
-    "fr": {"en": "French", "ru": "французский"},
-}
+DEFAULT_LANGUAGE: Final = "en"
+INTERFACE_LANGUAGES: Final = ("en", "ru")
+# Telegram languages whose speakers often also read Russian: they start in English,
+# as every language without a catalogue does, and are offered the choice.
+OFFER_CHOICE: Final = frozenset({"uk", "be", "kk"})
+# The command menu, in the order Telegram shows it; descriptions are cmd_<command>.
+MENU_COMMANDS: Final = (
+    "start",
+    "help",
+    "balance",
+    "buy",
+    "history",
+    "lang",
+    "format",
+    "translate",
+    "interface",
+    "cancel",
+    "t",
+)
 
 
-def lang_of(language_code: str | None) -> str:
-    code = (language_code or "").split("-")[0].lower()
-    return "ru" if code in _RU_READERS else "en"
+def _base(code: str | None) -> str:
+    return (code or "").replace("_", "-").split("-")[0].lower()
+
+
+@functools.cache
+def catalogue(lang: str) -> ast.Resource:
+    """The parsed ``bot.ftl`` of an interface language (read on first use, not at import)."""
+    source = (files("gateway") / "locales" / lang / "bot.ftl").read_text(encoding="utf-8")
+    resource = FluentResource(source)
+    junk = [entry for entry in resource.body if isinstance(entry, ast.Junk)]
+    if junk:
+        raise ValueError(f"{lang}/bot.ftl does not parse: {(junk[0].content or '')[:80]!r}")
+    return resource
+
+
+@functools.cache
+def bundle(lang: str) -> FluentBundle:
+    # No Unicode isolation marks around values: Telegram text is copied and searched.
+    messages = FluentBundle([lang], use_isolating=False)
+    messages.add_resource(catalogue(lang))
+    return messages
+
+
+def message_ids(lang: str) -> frozenset[str]:
+    return frozenset(e.id.name for e in catalogue(lang).body if isinstance(e, ast.Message))
+
+
+def render(lang: str, key: str, **values: object) -> tuple[str, list[Exception]]:
+    """The message in ``lang`` (else English) and what went wrong filling it in."""
+    messages = bundle(lang if lang in INTERFACE_LANGUAGES else DEFAULT_LANGUAGE)
+    if not messages.has_message(key):
+        messages = bundle(DEFAULT_LANGUAGE)
+    pattern = messages.get_message(key).value  # KeyError: a key no catalogue has
+    if pattern is None:
+        raise KeyError(key)
+    text, errors = messages.format_pattern(pattern, dict(values))
+    return str(text), errors
 
 
 def t(lang: str, key: str, **values: object) -> str:
-    text = MESSAGES[key].get(lang) or MESSAGES[key]["en"]
-    return text.format(**values) if values else text
+    text, errors = render(lang, key, **values)
+    if errors:
+        # A user still gets the sentence, with the unfilled part marked; never a crash.
+        log.warning("message %s/%s: %s", lang, key, "; ".join(map(str, errors)))
+    return text
+
+
+def lang_of(language_code: str | None, chosen: str = "") -> str:
+    """The interface language: the user's choice, else Telegram's when we have it, else English."""
+    for code in (_base(chosen), _base(language_code)):
+        if code in INTERFACE_LANGUAGES:
+            return code
+    return DEFAULT_LANGUAGE
+
+
+def offers_choice(language_code: str | None) -> bool:
+    """Whether this Telegram language should be offered the interface language choice."""
+    return _base(language_code) in OFFER_CHOICE
+
+
+def _locale(code: str) -> Locale | None:
+    try:
+        return Locale.parse(code)
+    except (UnknownLocaleError, ValueError):
+        return None
 
 
 def language_name(lang: str, code: str) -> str:
-    """How the interface names a speech language ("" = auto-detect)."""
+    """How the interface names a speech language, from CLDR ("" = auto-detect)."""
     if not code:
         return t(lang, "lang_auto")
-    names = LANGUAGE_NAMES.get(code)
-    return names.get(lang, names["en"]) if names else code
+    locale = _locale(code)
+    name = locale.get_display_name(lang) if locale else None
+    return name or code
+
+
+def native_name(code: str) -> str:
+    """A language's name in itself, capitalised for a button: "Deutsch", "Polski"."""
+    locale = _locale(code)
+    name = locale.get_display_name(code) if locale else None
+    return (name[:1].upper() + name[1:]) if name else code
+
+
+class _Menu(Mapping[str, dict[str, str]]):
+    """Interface language -> {command: description}, rendered when asked for."""
+
+    def __getitem__(self, lang: str) -> dict[str, str]:
+        if lang not in INTERFACE_LANGUAGES:
+            raise KeyError(lang)
+        return {command: t(lang, f"cmd_{command}") for command in MENU_COMMANDS}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(INTERFACE_LANGUAGES)
+
+    def __len__(self) -> int:
+        return len(INTERFACE_LANGUAGES)
+
+
+# The command menu Telegram shows, per interface language (setMyCommands).
+COMMANDS: Final[Mapping[str, dict[str, str]]] = _Menu()

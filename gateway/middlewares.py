@@ -22,6 +22,7 @@ from billing.v1 import billing_pb2
 from gateway.clients import Services
 from gateway.i18n import lang_of, t
 from gateway.limits import RateLimiter, UpdateDedupe
+from gateway.prefs import Prefs
 from gateway.redis_health import REDIS_DOWN_ERRORS, RedisHealth
 from gateway.replies import answer_callback, reply
 from voxmesh.telemetry import current_trace_id
@@ -156,14 +157,22 @@ class DedupeMiddleware(BaseMiddleware):
 
 
 class UserMiddleware(BaseMiddleware):
-    """Makes sure billing knows the user; injects ``lang`` and ``account``."""
+    """Makes sure billing knows the user; injects ``lang`` and ``account``.
+
+    ``lang`` is the interface language the user chose (``/interface``, in the
+    dispatcher's ``prefs``), else the one Telegram's ``language_code`` gives.
+    """
 
     def __init__(self, services: Services) -> None:
         self._services = services
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         user: User | None = data.get("event_from_user")
-        data["lang"] = lang_of(user.language_code if user else None)
+        prefs: Prefs | None = data.get("prefs")
+        chosen = ""
+        if user is not None and not user.is_bot and prefs is not None:
+            chosen = (await prefs.user(user.id)).interface_language
+        data["lang"] = lang_of(user.language_code if user else None, chosen)
         if user is not None and not user.is_bot:
             response = await self._services.billing.EnsureUser(
                 billing_pb2.EnsureUserRequest(

@@ -12,7 +12,7 @@ from typing import Literal, Protocol, get_args
 
 from redis.asyncio import Redis
 
-OutputFormat = Literal["text", "timestamps", "srt"]
+OutputFormat = Literal["text", "timestamps", "srt", "vtt"]
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
 
 
@@ -21,6 +21,10 @@ class UserPrefs:
     # "" = detect the spoken language; else an ISO 639-1 code.
     speech_language: str = ""
     output_format: OutputFormat = "text"
+    # Ask the transcriber for an English translation (its translate task).
+    translate: bool = False
+    # The bot's own language ("en"/"ru"); "" = follow Telegram's language_code.
+    interface_language: str = ""
 
 
 class Prefs(Protocol):
@@ -29,6 +33,10 @@ class Prefs(Protocol):
     async def set_speech_language(self, user_id: int, language: str) -> None: ...
 
     async def set_output_format(self, user_id: int, output_format: OutputFormat) -> None: ...
+
+    async def set_translate(self, user_id: int, on: bool) -> None: ...
+
+    async def set_interface_language(self, user_id: int, language: str) -> None: ...
 
     async def autotranscribe(self, chat_id: int) -> bool: ...
 
@@ -55,11 +63,15 @@ class RedisPrefs:
         return f"{self._prefix}chat:{chat_id}"
 
     async def user(self, user_id: int) -> UserPrefs:
-        lang, fmt = await self._redis.hmget(self._user_key(user_id), ["lang", "format"])
+        lang, fmt, translate, ui = await self._redis.hmget(
+            self._user_key(user_id), ["lang", "format", "translate", "ui"]
+        )
         output_format = _text(fmt)
         return UserPrefs(
             speech_language=_text(lang),
             output_format=(output_format if output_format in OUTPUT_FORMATS else "text"),
+            translate=_text(translate) == "1",
+            interface_language=_text(ui),
         )
 
     async def set_speech_language(self, user_id: int, language: str) -> None:
@@ -71,6 +83,16 @@ class RedisPrefs:
 
     async def set_output_format(self, user_id: int, output_format: OutputFormat) -> None:
         await self._redis.hset(self._user_key(user_id), "format", output_format)
+
+    async def set_translate(self, user_id: int, on: bool) -> None:
+        await self._redis.hset(self._user_key(user_id), "translate", "1" if on else "0")
+
+    async def set_interface_language(self, user_id: int, language: str) -> None:
+        key = self._user_key(user_id)
+        if language in ("", "auto"):
+            await self._redis.hdel(key, "ui")
+        else:
+            await self._redis.hset(key, "ui", language)
 
     async def autotranscribe(self, chat_id: int) -> bool:
         return _text(await self._redis.hget(self._chat_key(chat_id), "auto")) == "1"

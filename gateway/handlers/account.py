@@ -29,7 +29,7 @@ async def on_balance(message: Message, services: Services, lang: str) -> None:
     balance = await services.billing.GetBalance(
         billing_pb2.GetBalanceRequest(user_id=message.from_user.id), timeout=5
     )
-    minutes = balance.seconds_available // 60
+    minutes = balance.seconds_available / 60
     text = t(lang, "balance", balance=balance.balance_credits, minutes=minutes)
     await reply(services, message, "balance", text)
 
@@ -44,9 +44,16 @@ def render_history(
     for tx in page.transactions:
         when = tx.create_time.ToDatetime()
         kind = t(lang, _KINDS.get(tx.kind, "tx_other"))
-        lines.append(
-            f"{when:%Y-%m-%d %H:%M} {kind}: {tx.amount_credits:+d} → {tx.balance_after_credits}"
+        line = t(
+            lang,
+            "history_row",
+            when=f"{when:%Y-%m-%d %H:%M}",
+            kind=kind,
+            sign="-" if tx.amount_credits < 0 else "+",
+            amount=abs(tx.amount_credits),
+            balance=tx.balance_after_credits,
         )
+        lines.append(line)
     row: list[tuple[str, str]] = []
     if token:
         row.append((t(lang, "history_newest"), HISTORY_PREFIX))

@@ -62,7 +62,8 @@ async def on_grant(message: Message, command: CommandObject, services: Services,
         ),
         timeout=10,
     )
-    text = t(lang, "granted", credits=amount, user=user_id, balance=result.balance_credits)
+    # A user id is a name, not a quantity: no digit grouping.
+    text = t(lang, "granted", credits=amount, user=str(user_id), balance=result.balance_credits)
     await reply(services, message, "grant", text)
 
 
@@ -81,7 +82,7 @@ async def on_ban(message: Message, command: CommandObject, services: Services, l
         ),
         timeout=10,
     )
-    text = t(lang, "user_banned" if ban else "user_unbanned", user=values[0])
+    text = t(lang, "user_banned" if ban else "user_unbanned", user=str(values[0]))
     await reply(services, message, "role", text)
 
 

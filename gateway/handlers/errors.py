@@ -24,7 +24,9 @@ from voxmesh.telemetry import current_trace_id
 log = logging.getLogger(__name__)
 
 
-async def on_error(event: ErrorEvent, services: Services, bot: Bot) -> bool:
+async def on_error(
+    event: ErrorEvent, services: Services, bot: Bot, lang: str | None = None
+) -> bool:
     if isinstance(event.exception, NotAcceptedError):
         # Not acknowledged: Telegram delivers it again (gateway.polling).
         raise SkipHandler()
@@ -35,17 +37,17 @@ async def on_error(event: ErrorEvent, services: Services, bot: Bot) -> bool:
     with contextlib.suppress(grpc.aio.AioRpcError, TimeoutError):
         if update.message is not None:
             user = update.message.from_user
-            lang = lang_of(user.language_code if user else None)
+            lang = lang or lang_of(user.language_code if user else None)
             # Stars were paid but not credited: never claim nothing was charged.
             key = "payment_failed" if update.message.successful_payment else "failed_no_hold"
             await reply(services, update.message, "error", t(lang, key, ref=ref), quote=True)
         elif update.callback_query is not None:
             query = update.callback_query
-            lang = lang_of(query.from_user.language_code)
+            lang = lang or lang_of(query.from_user.language_code)
             await answer_callback(services, query, t(lang, "failed_no_hold", ref=ref), alert=True)
         elif update.pre_checkout_query is not None:
             query_ = update.pre_checkout_query
-            lang = lang_of(query_.from_user.language_code)
+            lang = lang or lang_of(query_.from_user.language_code)
             # Direct Bot call, as in gateway.handlers.payments: the buyer must not wait.
             with contextlib.suppress(Exception):
                 await bot.answer_pre_checkout_query(

@@ -84,7 +84,9 @@ async def transcribe(
         lang=lang,
         speech_language=chosen.speech_language,
         output_format=int(to_proto(chosen.output_format)),
-        task=transcriber_pb2.TASK_TRANSCRIBE,
+        task=transcriber_pb2.TASK_TRANSLATE
+        if chosen.translate
+        else transcriber_pb2.TASK_TRANSCRIBE,
     )
     try:
         await jobs.accept(spec, trace_id)

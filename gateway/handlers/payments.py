@@ -46,8 +46,8 @@ def package_of(payload: str, offered: tuple[StarsPackage, ...]) -> StarsPackage 
     return package if package in offered else None
 
 
-def _minutes(amount: int, price_per_minute: int) -> int:
-    return amount // max(1, price_per_minute)
+def _minutes(amount: int, price_per_minute: int) -> float:
+    return amount / max(1, price_per_minute)
 
 
 async def on_buy(

@@ -389,8 +389,10 @@ class Saga:
                 transcriber_pb2.OUTPUT_FORMAT_SRT,
                 transcriber_pb2.OUTPUT_FORMAT_VTT,
             ):
-                ext = "srt" if spec.output_format == transcriber_pb2.OUTPUT_FORMAT_SRT else "vtt"
-                await self._edit(spec, "final", status, t(spec.lang, "subtitles_file"))
+                srt = spec.output_format == transcriber_pb2.OUTPUT_FORMAT_SRT
+                ext = "srt" if srt else "vtt"
+                word = "subtitles_file" if srt else "subtitles_file_vtt"
+                await self._edit(spec, "final", status, t(spec.lang, word))
                 await self._document(spec, f"transcript.{ext}", text)
                 return
             if len(text) <= TELEGRAM_TEXT_LIMIT:

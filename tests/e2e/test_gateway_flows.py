@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import pathlib
 from collections.abc import AsyncIterator
 
@@ -430,3 +431,41 @@ async def test_admin_commands(mesh: Mesh, jfk_ogg: bytes) -> None:
     stats = (await texts_in(mesh, admin, 4))[3]
     assert stats.startswith("Users: ") and "Topped up: " in stats
     assert is_final(answer)
+
+
+async def test_interface_language_is_a_choice(mesh: Mesh) -> None:
+    emu = mesh.emulator
+    # The command menu, in both interface languages, names every setting.
+    default = json.dumps({"type": "default"}, sort_keys=True)
+    menus = {
+        lang: {c["command"]: c["description"] for c in emu.commands[(default, lang)]}
+        for lang in ("", "ru")
+    }
+    assert menus[""].keys() == menus["ru"].keys()
+    assert {"lang", "format", "translate", "interface"} <= menus[""].keys()
+    assert menus["ru"]["interface"] == "Язык бота"
+    # A Ukrainian Telegram starts in English and is asked.
+    user = 710015
+    push(mesh, chat_id=user, user_id=user, text="/start", language_code="uk")
+    [welcome] = await texts_in(mesh, user, 1)
+    assert welcome.startswith("Hi!") and welcome.endswith("You can choose the bot's language:")
+    start = emu.messages(user)[0]
+    [row] = start.reply_markup["inline_keyboard"]  # type: ignore[index]
+    assert [b["text"] for b in row] == ["✓ As in Telegram", "English", "Русский"]
+    query = emu.make_callback_update(
+        chat_id=user,
+        user_id=user,
+        data=row[2]["callback_data"],
+        message_id=start.message_id,
+        language_code="uk",
+    )
+    emu.push_update(query)
+    await wait_for(lambda: len(start.edits) == 1, 20, "the choice confirmed")
+    assert start.edits[0] == "Язык бота: русский."
+    # From now on, Russian, with Russian plurals and decimal commas.
+    push(mesh, chat_id=user, user_id=user, text="/balance", language_code="uk")
+    assert (await texts_in(mesh, user, 2))[1] == "Баланс: 100 кредитов (примерно 10 мин аудио)."
+    push(mesh, chat_id=user, user_id=user, text="/translate on", language_code="uk")
+    assert (await texts_in(mesh, user, 3))[2] == (
+        "Этот сервер расшифровывает только английский, переводить он не умеет."
+    )

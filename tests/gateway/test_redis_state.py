@@ -27,13 +27,20 @@ async def test_prefs_round_trip(redis: Redis, key_prefix: str) -> None:
     assert await prefs.user(1) == UserPrefs("ru", "srt")
     await prefs.set_speech_language(1, "auto")
     assert (await prefs.user(1)).speech_language == ""
+    await prefs.set_output_format(1, "vtt")
+    await prefs.set_translate(1, True)
+    await prefs.set_interface_language(1, "ru")
+    assert await prefs.user(1) == UserPrefs("", "vtt", translate=True, interface_language="ru")
+    await prefs.set_translate(1, False)
+    await prefs.set_interface_language(1, "auto")
+    assert await prefs.user(1) == UserPrefs("", "vtt")
     assert await prefs.autotranscribe(-5) is False
     await prefs.set_autotranscribe(-5, True)
     assert await prefs.autotranscribe(-5) is True
     await prefs.set_autotranscribe(-5, False)
     assert await prefs.autotranscribe(-5) is False
     # A value some other version wrote is read as the default, not trusted.
-    await redis.hset(f"{key_prefix}user:2", "format", "vtt")
+    await redis.hset(f"{key_prefix}user:2", "format", "docx")
     assert (await prefs.user(2)).output_format == "text"
 
 
