@@ -18,7 +18,7 @@ import logging
 from collections.abc import Sequence
 
 from aiogram import Bot, Dispatcher
-from aiogram.exceptions import TelegramNetworkError, TelegramServerError
+from aiogram.exceptions import TelegramAPIError, TelegramRetryAfter, TelegramUnauthorizedError
 from aiogram.methods import GetUpdates
 from aiogram.types import Update
 
@@ -102,10 +102,15 @@ class AckPolling:
                         allowed_updates=self._allowed,
                     )
                 )
-            except (TelegramNetworkError, TelegramServerError) as exc:
-                log.warning("getUpdates failed (%s); retrying in %.0fs", exc, backoff)
+            except TelegramUnauthorizedError:
+                raise  # a revoked token: no retry helps, the process must say so
+            except TelegramAPIError as exc:
+                # 429 (its retry_after), 5xx, a conflict, a hang or a dropped
+                # connection: polling never dies of Telegram's weather.
+                wait = exc.retry_after if isinstance(exc, TelegramRetryAfter) else backoff
+                log.warning("getUpdates failed (%s); retrying in %.0fs", type(exc).__name__, wait)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), backoff)
+                    await asyncio.wait_for(self._stopping.wait(), wait)
                 backoff = min(RETRY_CAP_SECONDS, backoff * 2)
                 continue
             backoff = RETRY_SECONDS

@@ -78,6 +78,13 @@ class RetryLaterError(Exception):
     """A dependency was unreachable before anything irreversible: run the job again later."""
 
 
+def _why(exc: BaseException) -> str:
+    """A one-word cause for the ledger (billing takes no free text from exceptions)."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return error_details(exc).reason or exc.code().name
+    return type(exc).__name__
+
+
 def _transient(exc: grpc.aio.AioRpcError) -> bool:
     return exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
@@ -324,7 +331,7 @@ class Saga:
             return Outcome("no_funds", trace_id=trace_id)
         except Exception as exc:  # noqa: BLE001 - whatever failed, the hold goes back
             if not charged_before:
-                await self.money.release(hold.hold_id, f"transcription failed: {exc!s}"[:256])
+                await self.money.release(hold.hold_id, f"transcription failed: {_why(exc)}")
             await self._tell_failure(job, status, exc, trace_id)
             log.warning("job %s failed: %s", job.job_id, type(exc).__name__)
             return Outcome("failed", trace_id=trace_id)
@@ -371,7 +378,7 @@ class Saga:
             # UNAVAILABLE: it waits in the notifier's outbox and lands later.
             if exc.code() != grpc.StatusCode.UNAVAILABLE:
                 if captured:
-                    await self.money.refund(hold, captured, f"not delivered: {exc.code().name}")
+                    await self.money.refund(hold, captured, f"not delivered: {_why(exc)}")
                 log.warning("job %s: text not delivered (%s)", job.job_id, exc.code())
                 return Outcome("failed", trace_id=trace_id)
         return Outcome(

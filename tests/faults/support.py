@@ -21,12 +21,10 @@ TRIAL = 100  # billing's default free trial
 JFK_PRICE = 2  # 11 s at 10 credits a minute, rounded up
 REF = re.compile(r"Reference: ([0-9a-f]{32})$")
 
-# Short clocks so that abandoned jobs are found in seconds, not minutes.
+# Short clocks so that a dead runner's jobs are taken over in seconds, not minutes.
 RECONCILE_ENV = {
     "GATEWAY_RECONCILE_INTERVAL_SECONDS": "0.5",
-    "GATEWAY_RECONCILE_AFTER_SECONDS": "2",
-    "GATEWAY_JOB_OWNER_TTL_SECONDS": "3",
-    # A killed gateway's place in a user's lane lapses with the lane's TTL.
+    "GATEWAY_JOB_LEASE_SECONDS": "3",
     "GATEWAY_GRACE_SECONDS": "10",
 }
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import pathlib
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import asyncpg
 import grpc
@@ -110,6 +110,13 @@ async def job_trace_id(dsn: str, chat_id: int, note_id: int) -> str:
         await conn.close()
 
 
+def held(mesh: Mesh, user: int, amount: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return (await balance(mesh, user)).held_credits == amount
+
+    return check
+
+
 async def test_transcriber_killed_mid_stream(
     mesh: Mesh, shared_audio: pathlib.Path, jfk_ogg: bytes, jfk_text: str
 ) -> None:
@@ -195,6 +202,7 @@ async def test_gateway_killed_mid_job_is_finished_by_the_reconciler(
     clip = repeated_clip(shared_audio / "jfk.flac", 6)  # 66 s: a job that takes a while
     note = push_note(mesh, user, clip, 66)
     await wait_for(lambda: bool(reply_to(mesh, user, note)), 30, "the placeholder")
+    await eventually(held(mesh, user, 11), 30, "the job's hold")  # 66 s at 10 a minute
     loop = asyncio.get_running_loop()
     mesh.signal("gateway", signal.SIGKILL)
     killed_at = loop.time()
@@ -213,15 +221,17 @@ async def test_gateway_killed_mid_job_is_finished_by_the_reconciler(
     assert (money.balance_credits, money.held_credits) == (TRIAL - 11, 0)
     # Finished inside the job's own deadline (60 s + 66 s): no job stays open past it.
     assert finished < 60 + 66, finished
-    # The re-drive joined the job's first trace.
+    # The second try (a new claim of the durable job) joined the job's first trace.
     trace_id = await job_trace_id(mesh.database_url, user, note)
     await mesh.collector.wait_for_spans(
         lambda spans: any(
-            s["traceId"] == trace_id and s["name"] == "gateway.reconcile" for s in spans
+            s["traceId"] == trace_id
+            and s["name"] == "gateway.job"
+            and s.get("tags", {}).get("voxmesh.attempt") == "2"
+            for s in spans
         ),
         15,
     )
-    assert "re-driving abandoned job" in mesh.log_text("gateway")
 
 
 async def test_gateway_killed_and_file_gone_refunds(mesh: Mesh, shared_audio: pathlib.Path) -> None:
@@ -232,6 +242,7 @@ async def test_gateway_killed_and_file_gone_refunds(mesh: Mesh, shared_audio: pa
     clip = repeated_clip(shared_audio / "jfk.flac", 6)
     note = push_note(mesh, user, clip, 66)
     await wait_for(lambda: bool(reply_to(mesh, user, note)), 30, "the placeholder")
+    await eventually(held(mesh, user, 11), 30, "the job's hold")
     mesh.signal("gateway", signal.SIGKILL)
     await asyncio.to_thread(mesh.procs["gateway"].wait, 10)
     assert not is_final(reply_to(mesh, user, note)[0])

@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from gateway.pipeline import Job, Media, Outcome
+from gateway.reconciler import JobRef, JobRegistry, Reconciler, job_from_record, job_to_record
 from redis.asyncio import Redis
 
 from billing.v1 import billing_pb2
 from gateway.jobs import JobLanes
-from gateway.pipeline import Job, Media, Outcome
 from gateway.prefs import RedisPrefs
-from gateway.reconciler import JobRef, JobRegistry, Reconciler, job_from_record, job_to_record
 from transcriber.v1 import transcriber_pb2
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
