@@ -267,7 +267,7 @@ def build(settings: GatewaySettings) -> Parts:
     )
     redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     prefix = settings.key_prefix
-    health = RedisHealth(redis)
+    health = RedisHealth(redis, epoch_key=f"{prefix}epoch")
     bot = make_bot(settings)
     bot.session.middleware(PauseUpdates(health))
     saga = Saga(
@@ -287,6 +287,7 @@ def build(settings: GatewaySettings) -> Parts:
     reconciler = Reconciler(
         queue, runner, payments, interval_seconds=settings.reconcile_interval_seconds
     )
+    health.on_reset = reconciler.wake
     prefs = RedisPrefs(redis, prefix)
     dp, in_flight = build_dispatcher(
         services=services,

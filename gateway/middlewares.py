@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import grpc
 from aiogram import BaseMiddleware
 from aiogram.types import CallbackQuery, Message, TelegramObject, Update, User
 from opentelemetry import trace
@@ -22,6 +23,7 @@ from billing.v1 import billing_pb2
 from gateway.clients import Services
 from gateway.i18n import lang_of, t
 from gateway.limits import RateLimiter, UpdateDedupe
+from gateway.polling import NotAcceptedError
 from gateway.prefs import Prefs
 from gateway.redis_health import REDIS_DOWN_ERRORS, RedisHealth
 from gateway.replies import answer_callback, reply
@@ -174,16 +176,29 @@ class UserMiddleware(BaseMiddleware):
             chosen = (await prefs.user(user.id)).interface_language
         data["lang"] = lang_of(user.language_code if user else None, chosen)
         if user is not None and not user.is_bot:
-            response = await self._services.billing.EnsureUser(
-                billing_pb2.EnsureUserRequest(
-                    user_id=user.id,
-                    username=(user.username or "")[:64],
-                    language_code=(user.language_code or "")[:16],
-                ),
-                timeout=5,
-            )
-            data["account"] = response.user
-            data["account_created"] = response.created
+            try:
+                response = await self._services.billing.EnsureUser(
+                    billing_pb2.EnsureUserRequest(
+                        user_id=user.id,
+                        username=(user.username or "")[:64],
+                        language_code=(user.language_code or "")[:16],
+                    ),
+                    timeout=5,
+                )
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in (
+                    grpc.StatusCode.UNAVAILABLE,
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                ):
+                    raise
+                # A payment must be recorded now, billing or not (gateway.payments);
+                # anything else waits with Telegram until billing is back.
+                message = event.message if isinstance(event, Update) else event
+                if not (isinstance(message, Message) and message.successful_payment):
+                    raise NotAcceptedError("billing unreachable") from exc
+            else:
+                data["account"] = response.user
+                data["account_created"] = response.created
         return await handler(event, data)
 
 

@@ -29,6 +29,15 @@ RETRY_SECONDS = 1.0
 RETRY_CAP_SECONDS = 30.0
 
 
+class NotAcceptedError(Exception):
+    """The update could not be taken on (its job or payment not recorded, billing
+    unreachable): it must not be acknowledged.
+
+    The error handler lets it through, so this poller keeps the update (and a
+    webhook answers 500): Telegram hands it out again later.
+    """
+
+
 class AckPolling:
     def __init__(
         self,

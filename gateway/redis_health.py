@@ -14,6 +14,16 @@ them for a day:
   Telegram delivers it again later (see :mod:`gateway.app`);
 * an update already taken waits in the de-duplication middleware for Redis
   to return rather than fail.
+
+Redis can also come back empty (FLUSHALL, a failover to a replica that had
+not caught up, the AOF's last second lost): :class:`RedisHealth` keeps an
+epoch marker there, a random value it wrote, and a ping that finds it gone
+or changed is a reset, not a quiet period. Jobs do not live in Redis (they
+are billing's, in PostgreSQL), so a reset loses none; it loses rate-limit
+windows, the record of handled updates (a re-delivered one runs again,
+harmlessly: every effect is keyed), preferences, and Stars payments
+recorded but not yet credited (see the README's "What survives what").
+``on_reset`` runs after one (the reconciler looks at once).
 """
 
 from __future__ import annotations
@@ -21,6 +31,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware
@@ -47,13 +59,25 @@ REDIS_DOWN_ERRORS: tuple[type[BaseException], ...] = (
 
 
 class RedisHealth:
-    def __init__(self, redis: Redis, *, interval: float = 1.0, timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        interval: float = 1.0,
+        timeout: float = 2.0,
+        epoch_key: str = "",
+        on_reset: Callable[[], None] | None = None,
+    ) -> None:
         self._redis = redis
         self._interval = interval
         self._timeout = timeout
         self._up = asyncio.Event()
         self._up.set()
         self._task: asyncio.Task[None] | None = None
+        self._epoch_key = epoch_key
+        self._epoch: bytes | str = b""
+        self.on_reset = on_reset
+        self.resets = 0
 
     @property
     def up(self) -> bool:
@@ -71,6 +95,8 @@ class RedisHealth:
     async def check(self) -> bool:
         try:
             await asyncio.wait_for(self._redis.ping(), self._timeout)
+            if self._epoch_key:
+                await asyncio.wait_for(self._check_epoch(), self._timeout)
         except REDIS_DOWN_ERRORS:  # OSError covers the ping timing out
             self.trip()
             return False
@@ -78,6 +104,23 @@ class RedisHealth:
             log.info("Redis answers again: taking updates")
             self._up.set()
         return True
+
+    async def _check_epoch(self) -> None:
+        if not self._epoch:
+            fresh = secrets.token_hex(8).encode()
+            await self._redis.set(self._epoch_key, fresh, nx=True)
+            self._epoch = await self._redis.get(self._epoch_key) or fresh
+            return
+        now = await self._redis.get(self._epoch_key)
+        if now == self._epoch:
+            return
+        self.resets += 1
+        log.warning("Redis was reset (its epoch marker is gone): its state is lost")
+        fresh = secrets.token_hex(8).encode()
+        await self._redis.set(self._epoch_key, fresh, nx=True)
+        self._epoch = await self._redis.get(self._epoch_key) or fresh
+        if self.on_reset is not None:
+            self.on_reset()
 
     def start(self) -> None:
         if self._task is None:

@@ -17,7 +17,7 @@ from aiogram.types import ErrorEvent
 
 from gateway.clients import Services
 from gateway.i18n import lang_of, t
-from gateway.jobs.accept import NotAcceptedError
+from gateway.polling import NotAcceptedError
 from gateway.replies import answer_callback, reply
 from voxmesh.telemetry import current_trace_id
 

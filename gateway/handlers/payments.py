@@ -20,8 +20,8 @@ from billing.v1 import billing_pb2
 from gateway.clients import Services
 from gateway.config import GatewaySettings, StarsPackage
 from gateway.i18n import t
-from gateway.jobs.accept import NotAcceptedError
 from gateway.payments import Payment, Payments
+from gateway.polling import NotAcceptedError
 from gateway.replies import answer_callback, reply
 
 log = logging.getLogger(__name__)

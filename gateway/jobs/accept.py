@@ -19,20 +19,13 @@ from gateway.jobs.model import JobSpec
 from gateway.jobs.queue import JobQueue
 from gateway.jobs.runner import Runner
 from gateway.jobs.saga import Saga
+from gateway.polling import NotAcceptedError
 from voxmesh import deadline
 
 log = logging.getLogger(__name__)
 
 # The queued notice is a courtesy: it never holds the update (or the job) up.
 NOTICE_SECONDS = 3.0
-
-
-class NotAcceptedError(Exception):
-    """The job could not be recorded: the update must not be acknowledged.
-
-    The error handler lets it through, so the poller keeps the update (and a
-    webhook answers 500): Telegram hands it out again later.
-    """
 
 
 @dataclass(frozen=True)
