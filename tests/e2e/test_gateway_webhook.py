@@ -18,13 +18,16 @@ import pytest
 import pytest_asyncio
 
 from billing.v1 import billing_pb2
+from tests.faults.support import restart
 from tests.gateway.support import (
     billing_stub,
     final_reply,
     repeated_clip,
     reply_to,
+    settled,
     start_mesh,
     texts_in,
+    transactions,
     wait_for,
 )
 from tests.helpers import reference_text, wer
@@ -147,3 +150,36 @@ async def test_sigterm_drains_the_job_in_flight(mesh: Mesh, shared_audio: pathli
     answer = await final_reply(mesh, user, note, timeout=120)
     assert "country" in (answer.text or "")
     assert await asyncio.to_thread(mesh.procs["gateway"].wait, 120) == 0
+
+
+async def test_gateway_killed_with_five_notes_queued(
+    mesh: Mesh, shared_audio: pathlib.Path
+) -> None:
+    """Each update is answered 200 only once its job is recorded: a SIGKILL with
+    notes queued loses none; the restarted gateway runs them in order, charged once."""
+    emu = mesh.emulator
+    user = 720005
+    if mesh.procs["gateway"].poll() is not None:
+        await restart(mesh, "gateway")  # the drain test above let it exit
+    file_id = emu.add_file(encode(shared_audio / "jfk.flac"), mime_type="audio/ogg")
+    notes = []
+    for _ in range(5):
+        update = emu.make_message_update(chat_id=user, user_id=user, voice=(file_id, 11))
+        emu.push_update(update)
+        notes.append(update["message"]["message_id"])
+    await wait_for(lambda: bool(reply_to(mesh, user, notes[0])), 30, "the first status")
+    mesh.signal("gateway", signal.SIGKILL)
+    await asyncio.to_thread(mesh.procs["gateway"].wait, 10)
+    await restart(mesh, "gateway")
+    text = reference_text(shared_audio, "jfk.flac")
+    answers = [await final_reply(mesh, user, n, timeout=150) for n in notes]
+    for note, answer in zip(notes, answers, strict=True):
+        assert wer(text, answer.text or "") <= 0.15, answer.text
+        assert len(reply_to(mesh, user, note)) == 1
+    await settled(mesh, user)
+    charged = [
+        tx.amount_credits
+        for tx in await transactions(mesh, user)
+        if tx.kind == billing_pb2.TRANSACTION_KIND_CAPTURE
+    ]
+    assert charged == [-2] * 5
