@@ -1,4 +1,4 @@
-"""/stats, /grant, /ban, /unban: forwarded to billing, which checks the role.
+"""/stats, /grant, /ban, /unban, /refund: forwarded to billing, which checks the role.
 
 The gateway keeps no list of admins: billing answers PERMISSION_DENIED
 (NOT_ADMIN) for anyone else, and this router's error handler turns that
@@ -8,18 +8,20 @@ into a short reply.
 from __future__ import annotations
 
 import grpc
-from aiogram import Router
+from aiogram import Bot, Router
 from aiogram.dispatcher.event.bases import SkipHandler
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandObject, ExceptionTypeFilter
 from aiogram.types import ErrorEvent, Message
 
 from billing.v1 import billing_pb2
 from gateway.clients import Services
 from gateway.i18n import t
+from gateway.payments import PROVIDER
 from gateway.replies import reply
 from voxmesh.errors import error_details
 
-ADMIN_COMMANDS = ("stats", "grant", "ban", "unban")
+ADMIN_COMMANDS = ("stats", "grant", "ban", "unban", "refund")
 
 
 def _ints(args: str | None, count: int) -> list[int] | None:
@@ -86,6 +88,57 @@ async def on_ban(message: Message, command: CommandObject, services: Services, l
     await reply(services, message, "role", text)
 
 
+async def on_refund(
+    message: Message, command: CommandObject, bot: Bot, services: Services, lang: str
+) -> None:
+    """Give a Stars payment back: billing takes its credits back (once per charge,
+    refused if they were spent), then Telegram returns the Stars. Both steps are
+    idempotent, so an admin can simply repeat a refund that broke half-way."""
+    assert message.from_user is not None
+    charge = (command.args or "").strip()
+    if not charge or len(charge) > 128 or " " in charge:
+        await reply(services, message, "refund", t(lang, "usage_refund"))
+        return
+    actor = await services.billing.GetUser(
+        billing_pb2.GetUserRequest(user_id=message.from_user.id), timeout=10
+    )
+    if actor.user.role != billing_pb2.ROLE_ADMIN:
+        await reply(services, message, "refund", t(lang, "admins_only"))
+        return
+    try:
+        taken = await services.billing.RefundTopUp(
+            billing_pb2.RefundTopUpRequest(
+                idempotency_key=f"refund-topup:{charge}",
+                provider=PROVIDER,
+                provider_charge_id=charge,
+                reason=f"refunded by admin {message.from_user.id}",
+            ),
+            timeout=10,
+        )
+    except grpc.aio.AioRpcError as exc:
+        key = {"NOT_FOUND": "refund_unknown", "BALANCE_TOO_LOW": "refund_spent"}.get(
+            error_details(exc).reason
+        )
+        if key is None:
+            raise
+        await reply(services, message, "refund", t(lang, key))
+        return
+    try:
+        # Direct Bot call, as for invoices (gateway.handlers.payments).
+        await bot.refund_star_payment(user_id=taken.user_id, telegram_payment_charge_id=charge)
+    except TelegramBadRequest as exc:
+        if "CHARGE_ALREADY_REFUNDED" not in exc.message:
+            raise
+    text = t(
+        lang,
+        "refund_done",
+        credits=abs(taken.transaction.amount_credits),
+        user=str(taken.user_id),
+        balance=taken.balance_credits,
+    )
+    await reply(services, message, "refund", text)
+
+
 async def on_admin_error(event: ErrorEvent, services: Services, lang: str = "en") -> bool:
     """NOT_ADMIN and an unknown target user get a short reply; anything else goes on."""
     assert isinstance(event.exception, grpc.aio.AioRpcError)
@@ -109,5 +162,6 @@ def make_router() -> Router:
     router.message.register(on_stats, Command("stats"))
     router.message.register(on_grant, Command("grant"))
     router.message.register(on_ban, Command("ban", "unban"))
+    router.message.register(on_refund, Command("refund"))
     router.errors.register(on_admin_error, ExceptionTypeFilter(grpc.aio.AioRpcError))
     return router

@@ -211,6 +211,40 @@ async def test_buy_with_stars_credits_once(mesh: Mesh) -> None:
     assert [tx.amount_credits for tx in top_ups] == [500]
 
 
+async def test_admin_refunds_a_stars_payment_once(mesh: Mesh) -> None:
+    emu = mesh.emulator
+    user, admin = 710017, ADMIN_ID
+    await ensure_user(mesh, admin)
+    paid = emu.make_successful_payment_update(
+        chat_id=user,
+        user_id=user,
+        total_amount=50,
+        invoice_payload="credits:50:500",
+        telegram_payment_charge_id="stxREFUNDTEST0001",
+    )
+    emu.push_update(paid)
+    await wait_for(lambda: bool(emu.messages(user)), 20, "the payment's confirmation")
+    before = (await balance(mesh, user)).balance_credits
+    # Not an admin: refused; an admin: refunded once, however often asked.
+    push(mesh, chat_id=user, user_id=user, text="/refund stxREFUNDTEST0001")
+    assert (await texts_in(mesh, user, 2))[1] == "Admins only."
+    for _ in range(2):
+        push(mesh, chat_id=admin, user_id=admin, text="/refund stxREFUNDTEST0001")
+    texts = await texts_in(mesh, admin, 2)
+    assert (
+        texts
+        == [
+            f"Refunded: 500 credits taken back from {user} and their Stars returned;"
+            f" their balance is {before - 500}."
+        ]
+        * 2
+    )
+    assert emu.refunded == {"stxREFUNDTEST0001"}
+    assert (await balance(mesh, user)).balance_credits == before - 500
+    push(mesh, chat_id=admin, user_id=admin, text="/refund stxNOSUCHCHARGE")
+    assert (await texts_in(mesh, admin, 3))[2] == "No such payment."
+
+
 async def test_cancel_mid_stream_charges_only_what_was_delivered(
     mesh: Mesh, shared_audio: pathlib.Path
 ) -> None:

@@ -237,6 +237,9 @@ class BotApiEmulator:
         self.webhook_deliveries: list[WebhookDelivery] = []
         self.callback_answers: dict[str, dict[str, Any]] = {}
         self.pre_checkout_answers: dict[str, dict[str, Any]] = {}
+        # Stars payments made (charge id -> payer) and those refunded.
+        self.charges: dict[str, int] = {}
+        self.refunded: set[str] = set()
         self.commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.blocked: set[int] = set()
 
@@ -277,6 +280,7 @@ class BotApiEmulator:
             "senddocument": self._send_document,
             "sendinvoice": self._send_invoice,
             "answerprecheckoutquery": self._answer_pre_checkout_query,
+            "refundstarpayment": self._refund_star_payment,
             "answercallbackquery": self._answer_callback_query,
             "sendchataction": self._send_chat_action,
             "getchatmember": self._get_chat_member,
@@ -488,12 +492,13 @@ class BotApiEmulator:
         update = self.make_message_update(
             chat_id=chat_id, user_id=user_id, username=username, language_code=language_code
         )
+        charge = telegram_payment_charge_id or f"stxEMU{secrets.token_hex(12)}"
+        self.charges[charge] = user_id
         update["message"]["successful_payment"] = {
             "currency": currency,
             "total_amount": total_amount,
             "invoice_payload": invoice_payload,
-            "telegram_payment_charge_id": telegram_payment_charge_id
-            or f"stxEMU{secrets.token_hex(12)}",
+            "telegram_payment_charge_id": charge,
             "provider_payment_charge_id": "",
         }
         return update
@@ -1202,6 +1207,18 @@ class BotApiEmulator:
         message = self._new_message(chat_id, reply=reply, markup=markup, extra={"invoice": invoice})
         message.invoice = {**invoice, "payload": payload_text, "prices": prices}
         return message.payload
+
+    async def _refund_star_payment(self, p: Params) -> Any:
+        charge = p.get_str("telegram_payment_charge_id") or ""
+        payer = self.charges.get(charge)
+        if payer is None:
+            raise bad_request("CHARGE_NOT_FOUND")
+        if p.get_int("user_id") != payer:
+            raise bad_request("USER_ID_INVALID")
+        if charge in self.refunded:
+            raise bad_request("CHARGE_ALREADY_REFUNDED")
+        self.refunded.add(charge)
+        return True
 
     async def _answer_pre_checkout_query(self, p: Params) -> Any:
         query_id = p.get_str("pre_checkout_query_id") or ""

@@ -154,6 +154,13 @@ granted = Granted { $credits } { $credits ->
 user_banned = User { $user } is banned.
 user_unbanned = User { $user } is unbanned.
 no_such_user = No such user.
+usage_refund = Usage: /refund CHARGE_ID (the telegram_payment_charge_id of a Stars payment)
+refund_unknown = No such payment.
+refund_spent = The user has already spent these credits, so nothing was refunded.
+refund_done = Refunded: { $credits } { $credits ->
+        [one] credit
+       *[other] credits
+    } taken back from { $user } and their Stars returned; their balance is { $balance }.
 stats =
     Users: { $users }
     Pending holds: { $holds } ({ $held } { $held ->

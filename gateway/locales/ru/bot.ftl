@@ -170,6 +170,15 @@ granted = Пользователю { $user } начислено: { $credits } { 
 user_banned = Пользователь { $user } заблокирован.
 user_unbanned = Пользователь { $user } разблокирован.
 no_such_user = Нет такого пользователя.
+usage_refund = Формат: /refund CHARGE_ID (telegram_payment_charge_id платежа в звёздах)
+refund_unknown = Такого платежа нет.
+refund_spent = Пользователь уже потратил эти кредиты, поэтому возврата не было.
+refund_done = Возврат: у пользователя { $user } списано { $credits } { $credits ->
+        [one] кредит
+        [few] кредита
+        [many] кредитов
+       *[other] кредита
+    }, звёзды возвращены; его баланс: { $balance }.
 stats =
     Пользователей: { $users }
     Холдов в ожидании: { $holds } ({ $held } { $held ->
