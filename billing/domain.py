@@ -160,6 +160,7 @@ class Stats:
     credits_captured: int
     credits_topped_up: int
     holds_expired: int = 0
+    credits_top_up_refunded: int = 0
 
 
 @dataclass(frozen=True)

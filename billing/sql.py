@@ -425,7 +425,9 @@ SELECT (SELECT count(*) FROM users) AS users,
          WHERE kind = 'capture') AS captured,
        (SELECT coalesce(sum(amount_credits), 0)::bigint FROM ledger_transactions
          WHERE kind = 'top_up') AS topped_up,
-       (SELECT count(*) FROM holds WHERE state = 'expired') AS holds_expired
+       (SELECT count(*) FROM holds WHERE state = 'expired') AS holds_expired,
+       (SELECT coalesce(sum(amount_credits), 0)::bigint FROM ledger_transactions
+         WHERE kind = 'top_up_refund') AS top_up_refunded
 """
 
 SQL_DUE_HOLDS = """
