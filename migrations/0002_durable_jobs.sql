@@ -50,10 +50,11 @@ CREATE UNIQUE INDEX jobs_one_running_per_user ON jobs (user_id) WHERE state = 'r
 -- only the live lanes, never the history.
 CREATE INDEX jobs_lane_idx ON jobs (user_id, seq) WHERE state IN ('queued', 'running');
 
--- Serves the retention sweep ("rows created before now() - N days", in
--- batches) and EraseUser's "jobs of user X" goes through jobs_lane_idx's
--- column order only for live jobs, so it gets its own btree.
+-- Serves the retention sweep: "rows created before now() - N days, oldest
+-- first", in batches. Btree for the range and the order.
 CREATE INDEX jobs_create_time_idx ON jobs (create_time);
+-- Serves EraseUser: "every job of user X", history included (jobs_lane_idx
+-- holds only the live ones). Btree, equality.
 CREATE INDEX jobs_user_id_idx ON jobs (user_id);
 
 -- A hold names the job it pays for, so that a job may get a second hold
