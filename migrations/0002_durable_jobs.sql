@@ -53,9 +53,10 @@ CREATE INDEX jobs_lane_idx ON jobs (user_id, seq) WHERE state IN ('queued', 'run
 -- Serves the retention sweep: "rows created before now() - N days, oldest
 -- first", in batches. Btree for the range and the order.
 CREATE INDEX jobs_create_time_idx ON jobs (create_time);
--- Serves EraseUser: "every job of user X", history included (jobs_lane_idx
--- holds only the live ones). Btree, equality.
-CREATE INDEX jobs_user_id_idx ON jobs (user_id);
+-- EraseUser ("every job of user X", history included) has no index of its
+-- own: it is a rare admin call, and one more btree would cost every Reserve
+-- (a plain Reserve writes a job row) an insert. It scans at most
+-- BILLING_JOB_RETENTION_DAYS of jobs.
 
 -- A hold names the job it pays for, so that a job may get a second hold
 -- without the first forgetting its job. SET NULL: the retention sweep
