@@ -7,6 +7,7 @@ import uuid
 
 import asyncpg
 import grpc
+import pytest
 from google.protobuf.duration_pb2 import Duration
 
 from billing.v1 import billing_pb2 as pb
@@ -119,6 +120,15 @@ async def test_two_claimers_at_once_never_both_win(billing: Running) -> None:
     conn = await asyncpg.connect(billing.settings.database_url)
     try:
         states = await conn.fetch("SELECT state, attempt FROM jobs ORDER BY seq")
+        # The rule is the database's, not only the claim query's: a second
+        # RUNNING job of one user cannot be stored, whoever writes it.
+        await submit(billing, 8)
+        await submit(billing, 9)
+        with pytest.raises(asyncpg.UniqueViolationError, match="jobs_one_running_per_user"):
+            await conn.execute(
+                "UPDATE jobs SET state = 'running', lease_expire_time = now()"
+                " WHERE user_id = 42 AND state = 'queued'"
+            )
     finally:
         await conn.close()
     assert [(r["state"], r["attempt"]) for r in states] == [("done", 1)] * 3
