@@ -1,6 +1,7 @@
 """Billing rules in plain Python: prices, who may do what, what a hold allows.
 
-No gRPC and no database here. The repository calls these checks while it
+No gRPC and no database here. The store (billing/store.py is its port) calls
+these checks while it
 holds the row locks, so a decision is always made on the current state;
 each check raises the :mod:`voxmesh.errors` error a caller should see.
 """
@@ -160,6 +161,7 @@ class Stats:
     credits_captured: int
     credits_topped_up: int
     holds_expired: int = 0
+    credits_top_up_refunded: int = 0
 
 
 @dataclass(frozen=True)

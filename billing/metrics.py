@@ -33,7 +33,7 @@ def write_conflicts(registry: CollectorRegistry) -> Counter:
 
 class BillingMetrics(Collector):
     def __init__(self, registry: CollectorRegistry) -> None:
-        self._stats = Stats(0, 0, 0, 0, 0, 0)
+        self._stats = Stats(0, 0, 0, 0, 0, 0, 0)
         registry.register(self)
 
     def update(self, stats: Stats) -> None:
@@ -56,6 +56,11 @@ class BillingMetrics(Collector):
             "voxmesh_billing_credits_topped_up",
             "Credits topped up, all time.",
             value=s.credits_topped_up,
+        )
+        yield CounterMetricFamily(
+            "voxmesh_billing_credits_top_up_refunded",
+            "Credits of refunded payments taken back (RefundTopUp), all time.",
+            value=s.credits_top_up_refunded,
         )
         yield CounterMetricFamily(
             "voxmesh_billing_holds_expired",

@@ -49,7 +49,6 @@ _TX_KINDS = {
     TxKind.TRIAL: pb.TRANSACTION_KIND_TRIAL,
     TxKind.TOP_UP_REFUND: pb.TRANSACTION_KIND_TOP_UP_REFUND,
 }
-_timestamp = timestamp
 
 
 def user_to_proto(user: User) -> pb.User:
@@ -58,7 +57,7 @@ def user_to_proto(user: User) -> pb.User:
         username=user.username,
         language_code=user.language_code,
         role=validation.role_to_proto(user.role),
-        create_time=_timestamp(user.create_time),
+        create_time=timestamp(user.create_time),
     )
 
 
@@ -70,7 +69,7 @@ def hold_to_proto(hold: Hold) -> pb.Hold:
         amount_credits=hold.amount_credits,
         captured_credits=hold.captured_credits,
         state=_HOLD_STATES[hold.state],
-        expire_time=_timestamp(hold.expire_time),
+        expire_time=timestamp(hold.expire_time),
         job=pb.Job(
             chat_id=job.chat_id,
             message_id=job.message_id,
@@ -89,7 +88,7 @@ def transaction_to_proto(tx: Transaction) -> pb.Transaction:
         amount_credits=tx.signed_amount,
         balance_after_credits=tx.balance_after_credits,
         description=tx.description,
-        create_time=_timestamp(tx.create_time),
+        create_time=timestamp(tx.create_time),
     )
 
 
@@ -305,7 +304,7 @@ class BillingServicer(JobHandlers):
             jobs=[
                 pb.StaleJob(
                     hold=hold_to_proto(job.hold),
-                    create_time=_timestamp(job.create_time),
+                    create_time=timestamp(job.create_time),
                     language_code=job.language_code,
                 )
                 for job in page

@@ -331,9 +331,7 @@ SQL_DEBIT = _MOVE.format(sign="-", debit="a.account_id", credit="$4::bigint")
 
 # Claim + the top-up of a provider charge, its refund if any, and the
 # owner's account, locked (RefundTopUp). $4 provider, $5 charge id.
-SQL_CLAIM_CHARGE = (
-    _CLAIM
-    + """
+SQL_CLAIM_CHARGE = f"""{_CLAIM}
 SELECT k.request_hash, k.response, t.user_id, t.amount_credits,
        (SELECT count(*) FROM ledger_transactions r
          WHERE r.kind = 'top_up_refund' AND r.provider = $4 AND r.provider_charge_id = $5)
@@ -348,8 +346,7 @@ LEFT JOIN LATERAL (
     SELECT account_id, balance, held FROM accounts WHERE user_id = t.user_id
     FOR UPDATE
 ) a ON true
-"""
-)  # noqa: S608 - constant SQL fragments only
+"""  # noqa: S608 - constant SQL fragments only
 
 SQL_ADD_REFUNDED = "UPDATE holds SET refunded_credits = refunded_credits + $2 WHERE hold_id = $1"
 
@@ -428,7 +425,9 @@ SELECT (SELECT count(*) FROM users) AS users,
          WHERE kind = 'capture') AS captured,
        (SELECT coalesce(sum(amount_credits), 0)::bigint FROM ledger_transactions
          WHERE kind = 'top_up') AS topped_up,
-       (SELECT count(*) FROM holds WHERE state = 'expired') AS holds_expired
+       (SELECT count(*) FROM holds WHERE state = 'expired') AS holds_expired,
+       (SELECT coalesce(sum(amount_credits), 0)::bigint FROM ledger_transactions
+         WHERE kind = 'top_up_refund') AS top_up_refunded
 """
 
 SQL_DUE_HOLDS = """

@@ -50,11 +50,13 @@ CREATE UNIQUE INDEX jobs_one_running_per_user ON jobs (user_id) WHERE state = 'r
 -- only the live lanes, never the history.
 CREATE INDEX jobs_lane_idx ON jobs (user_id, seq) WHERE state IN ('queued', 'running');
 
--- Serves the retention sweep ("rows created before now() - N days", in
--- batches) and EraseUser's "jobs of user X" goes through jobs_lane_idx's
--- column order only for live jobs, so it gets its own btree.
+-- Serves the retention sweep: "rows created before now() - N days, oldest
+-- first", in batches. Btree for the range and the order.
 CREATE INDEX jobs_create_time_idx ON jobs (create_time);
-CREATE INDEX jobs_user_id_idx ON jobs (user_id);
+-- EraseUser ("every job of user X", history included) has no index of its
+-- own: it is a rare admin call, and one more btree would cost every Reserve
+-- (a plain Reserve writes a job row) an insert. It scans at most
+-- BILLING_JOB_RETENTION_DAYS of jobs.
 
 -- A hold names the job it pays for, so that a job may get a second hold
 -- without the first forgetting its job. SET NULL: the retention sweep

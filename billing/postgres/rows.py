@@ -77,4 +77,5 @@ def stats(row: asyncpg.Record | None) -> Stats:
         credits_captured=row["captured"],
         credits_topped_up=row["topped_up"],
         holds_expired=row["holds_expired"],
+        credits_top_up_refunded=row["top_up_refunded"],
     )

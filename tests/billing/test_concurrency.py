@@ -1,7 +1,7 @@
 """Many clients at once: money is conserved and every idempotency key acts once.
 
 32 gRPC clients (a channel each) run 2,000 operations for 50 users, mixing
-Reserve, Capture (partial), Release and TopUp. One in five is sent again
+Reserve, ExtendHold, Capture (partial), Release and TopUp. One in five is sent again
 with the same key (half of those at the same moment as the original), some
 of those with a changed body, and some settled holds are settled again under
 a new key. The clients keep their own book of what succeeded; afterwards
@@ -131,7 +131,7 @@ async def _client(n: int, b: Running, book: Book, remaining: list[int], lock: as
                         book.topped_up[user] += pb.TopUpResponse.FromString(
                             body
                         ).transaction.amount_credits
-            elif roll < 0.60 or not mine:
+            elif roll < 0.55 or not mine:
                 user = rng.randint(1, USERS)
                 req_r = pb.ReserveRequest(
                     idempotency_key=key,
@@ -146,10 +146,22 @@ async def _client(n: int, b: Running, book: Book, remaining: list[int], lock: as
                         hold = pb.ReserveResponse.FromString(body).hold
                         book.pending[hold.hold_id] = (user, hold.amount_credits)
                         mine.append(hold.hold_id)
+            elif roll < 0.65:
+                hold_id = rng.choice(mine)
+                user, amount = book.pending[hold_id]
+                req_e = pb.ExtendHoldRequest(
+                    idempotency_key=key, hold_id=hold_id, amount_credits=amount + rng.randint(0, 10)
+                )
+                for body, reason in await _send(book, rng, stub, "ExtendHold", req_e):
+                    if body is None:
+                        assert reason in {"INSUFFICIENT_FUNDS", "IDEMPOTENCY_KEY_REUSED"}, reason
+                    elif book.record("ExtendHold", key, body):
+                        grown = pb.ExtendHoldResponse.FromString(body).hold
+                        book.pending[hold_id] = (user, grown.amount_credits)
             elif roll < 0.95:
                 hold_id = mine.pop(rng.randrange(len(mine)))
                 user, amount = book.pending[hold_id]
-                if roll < 0.80:
+                if roll < 0.83:
                     take = rng.randint(0, amount)
                     req_c = pb.CaptureRequest(
                         idempotency_key=key, hold_id=hold_id, amount_credits=take
@@ -219,7 +231,7 @@ async def test_two_thousand_mixed_operations(start_billing: StartBilling) -> Non
         for method, _ in book.effects:
             by_method[method] += 1
         # The mix really exercised every path.
-        assert min(by_method.values()) > 50 and len(by_method) == 4
+        assert min(by_method.values()) > 50 and len(by_method) == 5, dict(by_method)
         assert counts["holds"] == by_method["Reserve"]
         assert counts["captured"] == by_method["Capture"]
         assert counts["released"] == by_method["Release"]

@@ -15,8 +15,8 @@ from google.protobuf.duration_pb2 import Duration
 
 from billing.config import BillingSettings
 from billing.migrate import migrate
-from billing.reaper import Reaper
 from billing.postgres import PgBillingStore
+from billing.reaper import Reaper
 from billing.v1 import billing_pb2 as pb
 from tests.billing.billing_support import Running, StartBilling
 from tests.billing.test_money import balance, fails, ledger_invariants, new_user, reserve

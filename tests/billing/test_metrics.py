@@ -29,7 +29,7 @@ async def test_reaper_pass_publishes_ledger_totals(billing: Running) -> None:
         pb.ReserveRequest(idempotency_key="m1", user_id=9101, amount_credits=5, job=job(91)),
         timeout=5,
     )
-    await stub.Reserve(
+    second = await stub.Reserve(
         pb.ReserveRequest(idempotency_key="m2", user_id=9101, amount_credits=3, job=job(92)),
         timeout=5,
     )
@@ -37,8 +37,31 @@ async def test_reaper_pass_publishes_ledger_totals(billing: Running) -> None:
         pb.CaptureRequest(idempotency_key="m3", hold_id=held.hold.hold_id, amount_credits=4),
         timeout=5,
     )
+    # An extension is held credits too, and a refunded payment is counted.
+    await stub.ExtendHold(
+        pb.ExtendHoldRequest(idempotency_key="m4", hold_id=second.hold.hold_id, amount_credits=9),
+        timeout=5,
+    )
+    await stub.TopUp(
+        pb.TopUpRequest(
+            idempotency_key="m5",
+            user_id=9101,
+            amount_credits=7,
+            provider="telegram_stars",
+            provider_charge_id="m5",
+        ),
+        timeout=5,
+    )
+    await stub.RefundTopUp(
+        pb.RefundTopUpRequest(
+            idempotency_key="m6", provider="telegram_stars", provider_charge_id="m5"
+        ),
+        timeout=5,
+    )
     await billing.app.reaper.run_once()
     after = generate_latest(registry).decode()
     assert _value(after, "voxmesh_billing_credits_captured_total") == captured0 + 4
     assert _value(after, "voxmesh_billing_holds_open") == open0 + 1
+    assert _value(after, "voxmesh_billing_credits_held") == 9
+    assert _value(after, "voxmesh_billing_credits_top_up_refunded_total") == 7
     assert "voxmesh_billing_holds_expired_total" in after

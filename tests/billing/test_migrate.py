@@ -59,7 +59,10 @@ async def test_migrate_waits_for_the_advisory_lock(empty_dsn: str) -> None:
         await asyncio.sleep(0.5)
         assert not task.done()  # blocked behind the other "pod"
         await holder.execute("SELECT pg_advisory_unlock($1)", ADVISORY_LOCK_KEY)
-        assert await asyncio.wait_for(task, 30) == ["0001_billing_core.sql", "0002_durable_jobs.sql"]
+        assert await asyncio.wait_for(task, 30) == [
+            "0001_billing_core.sql",
+            "0002_durable_jobs.sql",
+        ]
     finally:
         await holder.close()
 

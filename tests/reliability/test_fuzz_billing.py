@@ -1,4 +1,4 @@
-"""Hostile requests to all 13 billing RPCs over a real socket: only documented statuses,
+"""Hostile requests to all 24 billing RPCs over a real socket: only documented statuses,
 always with ErrorInfo, and a server that still answers SERVING afterwards."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 import grpc
 import pytest
+from google.protobuf.duration_pb2 import Duration
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -64,6 +65,17 @@ ALLOWED: dict[str, frozenset[grpc.StatusCode]] = {
     "SetRole": frozenset({BAD, Code.NOT_FOUND, Code.PERMISSION_DENIED}),
     "Grant": frozenset({BAD, Code.NOT_FOUND, Code.PERMISSION_DENIED, Code.ALREADY_EXISTS}),
     "Stats": frozenset({BAD, Code.PERMISSION_DENIED}),
+    "ExtendHold": frozenset({BAD, Code.NOT_FOUND, Code.FAILED_PRECONDITION, Code.ALREADY_EXISTS}),
+    "GetHold": frozenset({BAD, Code.NOT_FOUND}),
+    "SubmitJob": frozenset({BAD, Code.NOT_FOUND, Code.ALREADY_EXISTS, Code.RESOURCE_EXHAUSTED}),
+    "ClaimJob": frozenset({BAD}),
+    "RenewJob": frozenset({BAD, Code.NOT_FOUND, Code.FAILED_PRECONDITION}),
+    "FinishJob": frozenset({BAD, Code.NOT_FOUND, Code.FAILED_PRECONDITION}),
+    "AttachJobMessage": frozenset({BAD, Code.NOT_FOUND}),
+    "CancelJob": frozenset({BAD, Code.NOT_FOUND}),
+    "ListRunnableJobs": frozenset({BAD}),
+    "RefundTopUp": frozenset({BAD, Code.NOT_FOUND, Code.FAILED_PRECONDITION, Code.ALREADY_EXISTS}),
+    "EraseUser": frozenset({BAD, Code.NOT_FOUND}),
 }
 
 
@@ -75,6 +87,8 @@ class Billing:
     stub: Any  # BillingServiceStub, bound to ``loop``
     holds: list[str]  # pending, captured and released holds made by the seed
     page_tokens: list[str]
+    jobs: list[str]  # durable jobs made by the seed: queued, one claimed
+    extendable: list[str]  # pending holds only ExtendHold touches
     errors: ErrorLog
 
 
@@ -92,8 +106,9 @@ async def _admin_sql(dsn: str, sql: str) -> None:
         await conn.close()
 
 
-async def _seed(stub: Any) -> tuple[list[str], list[str]]:
-    """Users of every role, holds in every state, and a real page token to mutate."""
+async def _seed(stub: Any) -> tuple[list[str], list[str], list[str], list[str]]:
+    """Users of every role, holds in every state, durable jobs, and a real page
+    token to mutate."""
     for uid in KNOWN_USERS:
         await stub.EnsureUser(pb.EnsureUserRequest(user_id=uid, username=f"u{uid}"), timeout=10)
     await stub.SetRole(
@@ -132,7 +147,31 @@ async def _seed(stub: Any) -> tuple[list[str], list[str]]:
     page = await stub.ListTransactions(
         pb.ListTransactionsRequest(user_id=ALICE, page_size=1), timeout=10
     )
-    return holds, [page.next_page_token]
+    jobs: list[str] = []
+    for n in range(3):
+        submitted = await stub.SubmitJob(
+            pb.SubmitJobRequest(
+                idempotency_key=f"seed-job-{n}", user_id=BOB, chat_id=BOB, message_id=n + 1
+            ),
+            timeout=10,
+        )
+        jobs.append(submitted.job.job_id)
+    await stub.ClaimJob(
+        pb.ClaimJobRequest(user_id=BOB, owner="seed", lease=Duration(seconds=600)), timeout=10
+    )
+    extendable = []
+    for n in range(2):
+        reply = await stub.Reserve(
+            pb.ReserveRequest(
+                idempotency_key=f"seed-extend-{n}",
+                user_id=ALICE,
+                amount_credits=40,
+                job=pb.Job(chat_id=ALICE, message_id=100 + n, duration_seconds=30),
+            ),
+            timeout=10,
+        )
+        extendable.append(reply.hold.hold_id)
+    return holds, [page.next_page_token], jobs, extendable
 
 
 @pytest.fixture(scope="module")
@@ -158,8 +197,8 @@ def billing(postgres_dsn: str) -> Iterator[Billing]:
         target = f"127.0.0.1:{port}"
         channel = grpc.aio.insecure_channel(target)
         stub = billing_pb2_grpc.BillingServiceStub(channel)
-        holds, tokens = await _seed(stub)
-        return Billing(loop, app, target, stub, holds, tokens, ErrorLog())
+        holds, tokens, jobs, extendable = await _seed(stub)
+        return Billing(loop, app, target, stub, holds, tokens, jobs, extendable, ErrorLog())
 
     run = loop.run(start())
     try:
@@ -483,3 +522,207 @@ def test_money_still_adds_up(billing: Billing) -> None:
     for balance in billing.loop.run(balances()):
         assert 0 <= balance.balance_credits < 2**62
         assert 0 <= balance.held_credits < 2**62
+
+
+def _jobs(b: Billing) -> st.SearchStrategy[str]:
+    return st.one_of(st.sampled_from(b.jobs), st.uuids().map(str), strings(64))
+
+
+durations = st.one_of(
+    st.builds(Duration, seconds=st.integers(1, 600)),
+    st.builds(
+        Duration, seconds=st.integers(-(10**6), 10**6), nanos=st.integers(-999_999_999, 999_999_999)
+    ),
+)
+job_states = enums(pb.JobState.values())
+
+
+def test_extend_hold(billing: Billing) -> None:
+    _fuzz(
+        billing,
+        "ExtendHold",
+        requests(
+            pb.ExtendHoldRequest,
+            {
+                "idempotency_key": uuid_keys,
+                "hold_id": st.sampled_from(billing.extendable),
+                "amount_credits": st.integers(40, 80),
+                "ttl": optional(st.builds(Duration, seconds=st.integers(60, 3600))),
+            },
+            {
+                "idempotency_key": keys,
+                "hold_id": _holds(billing),
+                "amount_credits": amounts,
+                "ttl": durations,
+            },
+        ),
+    )
+
+
+def test_get_hold(billing: Billing) -> None:
+    _fuzz(
+        billing,
+        "GetHold",
+        requests(
+            pb.GetHoldRequest,
+            {"hold_id": st.sampled_from(billing.holds)},
+            {"hold_id": _holds(billing)},
+        ),
+    )
+
+
+def test_submit_job(billing: Billing) -> None:
+    _fuzz(
+        billing,
+        "SubmitJob",
+        requests(
+            pb.SubmitJobRequest,
+            {
+                "idempotency_key": uuid_keys,
+                "user_id": st.sampled_from(KNOWN_USERS),
+                "chat_id": st.integers(1, 2**40),
+                "message_id": st.integers(1, 2**31),
+                "spec": st.binary(max_size=64),
+                "trace_id": st.just(TRACE),
+            },
+            {
+                "idempotency_key": keys,
+                "user_id": users,
+                "chat_id": int64s,
+                "message_id": int64s,
+                "spec": st.binary(min_size=16 * 1024 - 2, max_size=16 * 1024 + 2),
+                "trace_id": strings(32),
+            },
+        ),
+    )
+
+
+def test_claim_job(billing: Billing) -> None:
+    _fuzz(
+        billing,
+        "ClaimJob",
+        requests(
+            pb.ClaimJobRequest,
+            {
+                "user_id": st.sampled_from(KNOWN_USERS),
+                "owner": good_names,
+                "lease": st.builds(Duration, seconds=st.integers(1, 600)),
+            },
+            {"user_id": users, "owner": strings(128), "lease": durations},
+        ),
+    )
+
+
+def test_renew_job(billing: Billing) -> None:
+    _fuzz(
+        billing,
+        "RenewJob",
+        requests(
+            pb.RenewJobRequest,
+            {
+                "job_id": st.sampled_from(billing.jobs),
+                "attempt": st.integers(1, 2),
+                "lease": st.builds(Duration, seconds=st.integers(1, 600)),
+            },
+            {"job_id": _jobs(billing), "attempt": int32s, "lease": durations},
+        ),
+        expect_ok=False,  # only the claimed job at its attempt renews
+    )
+
+
+def test_finish_job(billing: Billing) -> None:
+    _fuzz(
+        billing,
+        "FinishJob",
+        requests(
+            pb.FinishJobRequest,
+            {
+                "job_id": st.sampled_from(billing.jobs),
+                "attempt": st.integers(1, 2),
+                "state": st.sampled_from([pb.JOB_STATE_DONE, pb.JOB_STATE_FAILED]),
+                "outcome": st.sampled_from(["done", "no_speech"]),
+            },
+            {
+                "job_id": _jobs(billing),
+                "attempt": int32s,
+                "state": job_states,
+                "outcome": strings(64),
+            },
+        ),
+        expect_ok=False,
+    )
+
+
+def test_attach_job_message(billing: Billing) -> None:
+    _fuzz(
+        billing,
+        "AttachJobMessage",
+        requests(
+            pb.AttachJobMessageRequest,
+            {
+                "job_id": st.sampled_from(billing.jobs),
+                "status_message_id": st.integers(1, 2**31),
+            },
+            {"job_id": _jobs(billing), "status_message_id": int64s},
+        ),
+    )
+
+
+def test_cancel_job(billing: Billing) -> None:
+    _fuzz(
+        billing,
+        "CancelJob",
+        requests(
+            pb.CancelJobRequest, {"user_id": st.sampled_from(KNOWN_USERS)}, {"user_id": users}
+        ),
+        expect_ok=False,
+    )
+
+
+def test_list_runnable_jobs(billing: Billing) -> None:
+    _fuzz(
+        billing,
+        "ListRunnableJobs",
+        requests(
+            pb.ListRunnableJobsRequest,
+            {"page_size": st.integers(0, 100), "page_token": st.just("")},
+            {
+                "page_size": st.one_of(st.integers(-2, 102), int32s),
+                "page_token": st.one_of(strings(64), st.binary(max_size=40).map(lambda b: b.hex())),
+            },
+        ),
+    )
+
+
+def test_refund_top_up(billing: Billing) -> None:
+    _fuzz(
+        billing,
+        "RefundTopUp",
+        requests(
+            pb.RefundTopUpRequest,
+            {
+                "idempotency_key": uuid_keys,
+                "provider": st.just("telegram_stars"),
+                "provider_charge_id": st.sampled_from(["seed-charge", "unknown-charge"]),
+                "reason": good_names,
+            },
+            {
+                "idempotency_key": keys,
+                "provider": strings(64),
+                "provider_charge_id": strings(256),
+                "reason": strings(256),
+            },
+        ),
+        expect_ok=False,  # the seed's one charge is refunded at most once
+    )
+
+
+def test_erase_user(billing: Billing) -> None:
+    _fuzz(
+        billing,
+        "EraseUser",
+        requests(
+            pb.EraseUserRequest, {"user_id": st.sampled_from(KNOWN_USERS)}, {"user_id": users}
+        ),
+        examples=50,
+    )
