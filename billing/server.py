@@ -19,27 +19,24 @@ from billing.v1 import billing_pb2_grpc
 from voxmesh.config import ServerSettings
 from voxmesh.metrics import Metrics
 from voxmesh.server import GrpcServer, ServiceSpec, run_main, serve
+from voxmesh.tls import ANY
 
 log = logging.getLogger(__name__)
 
 DOMAIN = "billing.voxmesh"
 
-# Who may call what, by certificate identity (enforced under mutual TLS). Money
-# moves only on the gateway's word (or admin tooling's); admin RPCs also check
-# the actor's role in the database. Reads are open to any mesh identity.
+# Who may call what, by caller identity (voxmesh.tls.Authz, on every server).
+# Deny by default: a method not named below (every new one) moves money or
+# names users, so only the gateway (or admin tooling) may call it until it is
+# listed as a read. Admin RPCs also check the actor's role in the database.
 _MONEY = frozenset({"gateway", "admin"})
 CALLER_POLICY = {
-    "EnsureUser": _MONEY,
-    "Reserve": _MONEY,
-    "Capture": _MONEY,
-    "Release": _MONEY,
-    "TopUp": _MONEY,
-    "Refund": _MONEY,
-    "SetRole": _MONEY,
-    "Grant": _MONEY,
-    "Stats": _MONEY,
-    # Lists other users' jobs: only for the gateway's reconciler and admin tooling.
-    "ListStaleJobs": _MONEY,
+    "*": _MONEY,
+    # Reads: open to any authenticated mesh identity.
+    "GetUser": ANY,
+    "GetBalance": ANY,
+    "Quote": ANY,
+    "ListTransactions": ANY,
 }
 DEFAULT_LISTEN = "127.0.0.1:50051"
 

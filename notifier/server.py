@@ -22,7 +22,8 @@ from voxmesh.metrics import Metrics
 from voxmesh.server import GrpcServer, ServiceSpec, run_main, serve
 
 SERVICE_NAME = "notifier.v1.NotifierService"
-# Under mutual TLS only the gateway (and admin tooling) may message users.
+# Only the gateway (and admin tooling) may message users; every call is checked
+# by caller identity (voxmesh.tls.Authz).
 CALLER_POLICY = {"*": frozenset({"gateway", "admin"})}
 DOMAIN = "notifier.voxmesh"
 DEFAULT_LISTEN = "127.0.0.1:50053"
