@@ -103,7 +103,12 @@ def test_tls_settings_need_all_three_files(tmp_path: pathlib.Path) -> None:
         TlsSettings.from_env({"VOXMESH_TLS_CA": str(tmp_path / "ca.pem")})
 
 
-async def _code(target: str, tls: TlsSettings | None, method: str, **kw: object) -> grpc.StatusCode:
+async def _code(
+    target: str,
+    tls: TlsSettings | None,
+    method: str,
+    metadata: tuple[tuple[str, str], ...] = (),
+) -> grpc.StatusCode:
     """The status of one Quote or Reserve call as ``tls`` (None: plaintext)."""
     channel = (
         grpc.aio.secure_channel(target, tls.channel_credentials())
@@ -112,10 +117,11 @@ async def _code(target: str, tls: TlsSettings | None, method: str, **kw: object)
     )
     async with channel as ch:
         stub = billing_pb2_grpc.BillingServiceStub(ch)
-        call = stub.Quote if method == "Quote" else stub.Reserve
-        request = billing_pb2.QuoteRequest() if method == "Quote" else billing_pb2.ReserveRequest()
         try:
-            await call(request, timeout=5, **kw)  # type: ignore[operator]
+            if method == "Quote":
+                await stub.Quote(billing_pb2.QuoteRequest(), timeout=5, metadata=metadata)
+            else:
+                await stub.Reserve(billing_pb2.ReserveRequest(), timeout=5, metadata=metadata)
         except grpc.aio.AioRpcError as err:
             return err.code()
     return grpc.StatusCode.OK
