@@ -29,7 +29,7 @@ def test_no_secret_is_spliced_into_argv(docs: list[Manifest]) -> None:
             spliced = set(re.findall(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", argv))
             assert not spliced & secret_vars, f"{workload['metadata']['name']}/{c['name']}"
             checked += 1
-    assert checked > 8
+    assert checked >= 8  # every overlay runs 6 Deployments and Redis, with sidecars
 
 
 @pytest.mark.skipif(shutil.which("sh") is None, reason="needs a POSIX shell")
