@@ -79,6 +79,8 @@ def build(settings: NotifierSettings, *, default_timeout: float = 30.0) -> Notif
         idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
         global_limit=settings.global_limit,
         lease_ms=settings.lease_ms,
+        log_ttl_seconds=settings.dead_letter_ttl_seconds,
+        max_queued_bytes=settings.max_queued_bytes,
     )
     telegram = TelegramClient(
         settings.bot_token, settings.api_base, timeout=settings.telegram_timeout_seconds
