@@ -84,10 +84,9 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
     },
     "banned": {"en": "Sorry, your access is blocked.", "ru": "Извините, ваш доступ заблокирован."},
     "too_big": {
-        "en": "This file is larger than {limit_mb} MB, the most Telegram lets bots download. "
+        "en": "This file is larger than {limit_mb} MB, the most the bot can download. "
         "Nothing was charged.",
-        "ru": "Файл больше {limit_mb} МБ — столько Telegram не даёт скачать ботам. "
-        "Ничего не списано.",
+        "ru": "Файл больше {limit_mb} МБ — больше бот скачать не может. Ничего не списано.",
     },
     "bad_media": {
         "en": "I couldn't read this file as audio; your credits were released. Reference: {ref}",
