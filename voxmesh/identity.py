@@ -162,27 +162,40 @@ def _from_linkerd(rules: IdentityRules) -> Resolver:
     return resolve
 
 
-def _is_loopback_peer(peer: str) -> bool:
+def is_loopback_peer(peer: str) -> bool:
     kind, _, address = peer.partition(":")
     if kind == "unix":
         return True
     host = address.rsplit(":", 1)[0].strip("[]")
     try:
-        return kind in {"ipv4", "ipv6"} and ipaddress.ip_address(host).is_loopback
+        ip = ipaddress.ip_address(host)
     except ValueError:
         return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 from a dual-stack "localhost" listener
+    return kind in {"ipv4", "ipv6"} and ip.is_loopback
 
 
 def _from_loopback(context: grpc.aio.ServicerContext) -> str | None:
-    return LOOPBACK if _is_loopback_peer(context.peer()) else None
+    return LOOPBACK if is_loopback_peer(context.peer()) else None
+
+
+def _not_loopback(resolve: Resolver) -> Resolver:
+    """A certificate or sidecar that names "loopback" must not pass as local development."""
+
+    def checked(context: grpc.aio.ServicerContext) -> str | None:
+        name = resolve(context)
+        return None if name == LOOPBACK else name
+
+    return checked
 
 
 def resolver(*, tls: bool, mesh: str, rules: IdentityRules) -> Resolver:
     """The one way a server learns its callers' identities (see the module doc)."""
     if tls:
-        return _from_certificate(rules)
+        return _not_loopback(_from_certificate(rules))
     if mesh == "istio":
-        return _from_istio(rules)
+        return _not_loopback(_from_istio(rules))
     if mesh == "linkerd":
-        return _from_linkerd(rules)
+        return _not_loopback(_from_linkerd(rules))
     return _from_loopback

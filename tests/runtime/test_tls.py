@@ -12,7 +12,7 @@ from billing.v1 import billing_pb2, billing_pb2_grpc
 from voxmesh.channels import dial
 from voxmesh.config import ConfigError, ServerSettings
 from voxmesh.errors import error_details
-from voxmesh.identity import IdentityRules, xfcc_uri
+from voxmesh.identity import IdentityRules, is_loopback_peer, xfcc_uri
 from voxmesh.server import GrpcServer, ServiceSpec
 from voxmesh.tls import DevCA, TlsSettings, dev_spiffe_id, make_dev_pki
 
@@ -136,6 +136,8 @@ async def test_certificates_name_callers_by_spiffe_id_or_common_name(
     # The URI SAN wins over the common name (SPIFFE ignores the subject).
     spiffe_wins = ca.issue("mixed", common_name="gateway", spiffe_id=dev_spiffe_id("notifier"))
     nameless = ca.issue("nameless", common_name=None, spiffe_id=None)
+    # The development identity cannot be had from a certificate.
+    posing = ca.issue("posing", common_name="loopback", spiffe_id=None)
     # A SPIFFE id from another namespace names no one here; its CN does not rescue it.
     elsewhere = ca.issue(
         "elsewhere",
@@ -155,6 +157,7 @@ async def test_certificates_name_callers_by_spiffe_id_or_common_name(
         assert await _code(target, spiffe_only, "Reserve") == grpc.StatusCode.OK
         assert await _code(target, spiffe_wins, "Reserve") == grpc.StatusCode.PERMISSION_DENIED
         assert await _code(target, nameless, "Quote") == grpc.StatusCode.UNAUTHENTICATED
+        assert await _code(target, posing, "Reserve") == grpc.StatusCode.UNAUTHENTICATED
         assert await _code(target, elsewhere, "Quote") == grpc.StatusCode.UNAUTHENTICATED
         # A sidecar header means nothing when no mesh is declared.
         forged = (("x-forwarded-client-cert", f"URI={dev_spiffe_id('gateway')}"),)
@@ -240,3 +243,7 @@ def test_identity_rules() -> None:
     header = 'By=spiffe://a;URI=spiffe://old,By=spiffe://b;Subject="CN=x,O=y";URI=spiffe://new'
     assert xfcc_uri(header) == "spiffe://new"
     assert xfcc_uri("By=spiffe://b;Hash=1") is None
+    assert is_loopback_peer("ipv4:127.0.0.1:5000") and is_loopback_peer("ipv6:[::1]:5000")
+    assert is_loopback_peer("ipv6:[::ffff:127.0.0.1]:5000") and is_loopback_peer("unix:/s")
+    assert not is_loopback_peer("ipv4:10.0.0.7:5000")
+    assert not is_loopback_peer("ipv6:[::ffff:10.0.0.7]:5000")
