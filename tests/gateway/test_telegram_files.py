@@ -14,9 +14,9 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.types import File
 from aiohttp import web
 
-from gateway.pipeline import FileTooBigError
+from gateway.pipeline import FileTooBigError, Job, Media, Pipeline
 from gateway.telegram_files import CHUNK_BYTES, TelegramFiles
-from tests.gateway.fakes import RecordingSession
+from tests.gateway.fakes import RecordingSession, fake_services
 
 
 def bot_with(session: RecordingSession, *, local: bool) -> Bot:
@@ -117,3 +117,26 @@ async def test_a_local_file_past_the_limit_stops_early(tmp_path: pathlib.Path) -
         async for chunk in files.stream("f"):
             got.append(chunk)
     assert sum(map(len, got)) == CHUNK_BYTES * 2
+
+
+async def test_a_download_cut_off_at_the_limit_tells_the_user_and_charges_nothing(
+    endless_file_server: tuple[str, list[int]],
+) -> None:
+    base, _ = endless_file_server
+    session = AiohttpSession(api=TelegramAPIServer.from_base(base))
+    files = TelegramFiles(Bot("42:TEST", session=session), limit=1 << 20, attempts=1)
+    services, billing, transcriber, notifier = fake_services()
+    pipeline = Pipeline(services, files, download_limit=1 << 20, edit_interval_seconds=0.01)
+    # Telegram said 1000 bytes; the bytes said otherwise.
+    note = Media(kind="voice", file_id="lying", duration=11, file_size=1000)
+    job = Job(user_id=1, chat_id=1, chat_type="private", message_id=5, media=note, lang="en")
+    try:
+        outcome = await pipeline.run(job)
+    finally:
+        await session.close()
+    assert outcome.status == "failed"
+    assert billing.requests("Capture") == [] and len(billing.requests("Release")) == 1
+    assert notifier.requests("Edit")[-1].text == (
+        "This file is larger than 1 MB, the most the bot can download. Nothing was charged."
+    )
+    assert sum(len(r.audio) for r in transcriber.streams[0].uploaded) <= 1 << 20
