@@ -48,14 +48,21 @@ async def test_a_file_over_the_limit_is_refused(tmp_path: pathlib.Path) -> None:
             pass
 
 
+sizes_reported: list[bool] = []
+
+
 @pytest.fixture
 async def endless_file_server() -> AsyncIterator[tuple[str, list[int]]]:
     """A Bot API that reports a small file_size (or none) and then serves bytes forever."""
     sent = [0]
+    sizes_reported.clear()
 
     async def get_file(request: web.Request) -> web.Response:
-        lie = request.query.get("lie") or (await request.post()).get("file_id") == "lying"
-        result = {"file_id": "f", "file_unique_id": "u", "file_path": "voice/x.oga"}
+        # "lying" reports 1000 bytes; any other id no size at all.
+        lie = (await request.post()).get("file_id") == "lying"
+        sizes_reported.append(lie)
+        result: dict[str, object] = {"file_id": "f", "file_unique_id": "u"}
+        result["file_path"] = "voice/x.oga"
         if lie:
             result["file_size"] = 1000
         return web.json_response({"ok": True, "result": result})
@@ -101,6 +108,7 @@ async def test_downloads_are_byte_counted_and_stop_at_the_limit(
     # Only what fits the limit reached the caller, and the server was cut off
     # early: it had sent a few socket buffers more at most, not the gigabyte.
     assert received <= limit
+    assert sizes_reported == [file_id == "lying"]
     await asyncio.sleep(0.2)
     assert sent[0] < 64 * limit
 
