@@ -25,32 +25,20 @@ log = logging.getLogger(__name__)
 
 DOMAIN = "billing.voxmesh"
 
-# Who may call what, by certificate identity (enforced under mutual TLS). Money
-# moves only on the gateway's word (or admin tooling's); admin RPCs also check
-# the actor's role in the database. Reads are open to any mesh identity.
+# Who may call what, by caller identity (voxmesh.tls.Authz, on every server).
+# Deny by default: a method not named below (every new one) moves money or
+# names users, so only the gateway (or admin tooling) may call it until it is
+# listed as a read. Admin RPCs also check the actor's role in the database.
 _MONEY = frozenset({"gateway", "admin"})
 CALLER_POLICY = {
-    "EnsureUser": _MONEY,
-    "Reserve": _MONEY,
-    "Capture": _MONEY,
-    "Release": _MONEY,
-    "TopUp": _MONEY,
-    "Refund": _MONEY,
-    "SetRole": _MONEY,
-    "Grant": _MONEY,
-    "Stats": _MONEY,
-    # Lists other users' jobs: only for the gateway's reconciler and admin tooling.
-    "ListStaleJobs": _MONEY,
-    "ExtendHold": _MONEY,
+    "*": _MONEY,
+    # Reads: open to any authenticated mesh identity.
+    "GetUser": ANY,
+    "GetBalance": ANY,
+    "Quote": ANY,
+    "ListTransactions": ANY,
     "GetHold": ANY,
-    "SubmitJob": _MONEY,
-    "ClaimJob": _MONEY,
-    "RenewJob": _MONEY,
-    "FinishJob": _MONEY,
-    "AttachJobMessage": _MONEY,
-    "CancelJob": _MONEY,
-    "ListRunnableJobs": _MONEY,
-    "RefundTopUp": _MONEY,
+    # Forgetting a user is an operator's act, never the bot's.
     "EraseUser": frozenset({"admin"}),
 }
 DEFAULT_LISTEN = "127.0.0.1:50051"

@@ -21,6 +21,8 @@ from voxmesh.tls import TlsSettings
 # API server (TELEGRAM_API_LOCAL=true) up to 2 GB.
 CLOUD_DOWNLOAD_LIMIT = 20 * 1024 * 1024
 LOCAL_DOWNLOAD_LIMIT = 2000 * 1024 * 1024
+# The transcriber's default per-stream upload limit (TRANSCRIBER_MAX_UPLOAD_BYTES).
+DEFAULT_MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024
 
 WEBHOOK_PATH = "/webhook"
 
@@ -92,9 +94,14 @@ class GatewaySettings:
     # what billing and the notifier authorise money moves and messages by.
     tls: TlsSettings | None = None
 
+    # Largest file the gateway downloads (bytes counted as they arrive). Keep it at
+    # or under the transcriber's TRANSCRIBER_MAX_UPLOAD_BYTES (its per-stream spool).
+    max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES
+
     @property
     def download_limit(self) -> int:
-        return LOCAL_DOWNLOAD_LIMIT if self.api_local else CLOUD_DOWNLOAD_LIMIT
+        platform = LOCAL_DOWNLOAD_LIMIT if self.api_local else CLOUD_DOWNLOAD_LIMIT
+        return min(platform, self.max_download_bytes)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> GatewaySettings:
@@ -136,4 +143,7 @@ class GatewaySettings:
             ),
             job_lease_seconds=env_float(env, "GATEWAY_JOB_LEASE_SECONDS", 15.0, min=2, max=600),
             tls=TlsSettings.from_env(env),
+            max_download_bytes=env_int(
+                env, "GATEWAY_MAX_DOWNLOAD_BYTES", DEFAULT_MAX_DOWNLOAD_BYTES, min=1 << 20
+            ),
         )

@@ -9,9 +9,10 @@ disk (the gateway mounts the server's working directory), else over HTTP.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import pathlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import aiohttp
 from aiogram import Bot
@@ -72,15 +73,24 @@ class TelegramFiles:
         if info.file_path is None:
             raise FileTooBigError(file_id)
         local = pathlib.Path(info.file_path)
+        source: AsyncGenerator[bytes, None]
         if self.bot.session.api.is_local and local.is_absolute():
-            async for chunk in read_chunks(local):
+            source = read_chunks(local)
+        else:
+            url = self.bot.session.api.file_url(self.bot.token, info.file_path)
+            source = self.bot.session.stream_content(
+                url, timeout=self.timeout, chunk_size=CHUNK_BYTES
+            )
+        # file_size is Telegram's word (and may be missing): the bytes themselves
+        # are counted, and the download stops (its connection or file closed at
+        # once) as soon as they pass the limit the transcriber's spool is sized for.
+        received = 0
+        async with contextlib.aclosing(source) as chunks:
+            async for chunk in chunks:
+                received += len(chunk)
+                if received > self.limit:
+                    raise FileTooBigError(f"{file_id}: more than {self.limit} bytes")
                 yield chunk
-            return
-        url = self.bot.session.api.file_url(self.bot.token, info.file_path)
-        async for chunk in self.bot.session.stream_content(
-            url, timeout=self.timeout, chunk_size=CHUNK_BYTES
-        ):
-            yield chunk
 
 
 _TRANSIENT = (
@@ -98,7 +108,7 @@ def _transient(exc: BaseException) -> bool:
     return True
 
 
-async def read_chunks(path: pathlib.Path) -> AsyncIterator[bytes]:
+async def read_chunks(path: pathlib.Path) -> AsyncGenerator[bytes, None]:
     """A local file in chunks, read off the event loop."""
     handle = await asyncio.to_thread(path.open, "rb")
     try:

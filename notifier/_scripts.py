@@ -21,11 +21,24 @@ local function chat_next(P, chat, n, w, now)
   local oldest = tonumber(redis.call('LINDEX', sk, -n))
   return math.max(now, oldest + w)
 end
+-- Delete a job's hash and give its payload's bytes back to the queue's bound.
+local function forget_job(P, jk)
+  local size = tonumber(redis.call('HGET', jk, 'size') or '0')
+  if size > 0 then redis.call('DECRBY', P .. 'queued_bytes', size) end
+  redis.call('DEL', jk)
+end
+-- A stream of ids and reasons for operators: entries older than ttl_ms are
+-- trimmed on each add, and the key itself expires ttl_ms after the last one.
+local function log_entry(key, ttl_ms, now, ...)
+  redis.call('XADD', key, 'MINID', '~', now - ttl_ms, '*', ...)
+  redis.call('XTRIM', key, 'MAXLEN', '~', 10000)
+  redis.call('PEXPIRE', key, ttl_ms)
+end
 """
 
 # KEYS: idem, due, lease
 # ARGV: prefix, job, chat, pending_record, ttl_s, method, payload, edit_target,
-#       free, limit_n, limit_w_ms
+#       free, limit_n, limit_w_ms, max_queued_bytes (0: no bound)
 ENQUEUE = (
     _COMMON
     + """
@@ -37,11 +50,18 @@ if cur then
 end
 local chat, job = ARGV[3], ARGV[2]
 if redis.call('EXISTS', P .. 'blocked:' .. chat) == 1 then return {'blocked', ''} end
+-- Queued payloads are bounded in bytes, so a Telegram outage cannot fill a
+-- noeviction Redis (and with it every other write): past the bound, refuse.
+local size = #ARGV[7]
+local used = tonumber(redis.call('GET', P .. 'queued_bytes') or '0')
+local cap = tonumber(ARGV[12])
+if cap > 0 and used + size > cap then return {'full', tostring(used)} end
 local now = now_ms()
 local jk = P .. 'job:' .. job
 redis.call('HSET', jk, 'method', ARGV[6], 'chat', chat, 'payload', ARGV[7], 'idem', KEYS[1],
   'attempts', 0, 'free', ARGV[9], 'limit_n', ARGV[10], 'limit_w', ARGV[11], 'created', now,
-  'ids', '', 'inflight', '0', 'edit_target', ARGV[8])
+  'ids', '', 'inflight', '0', 'edit_target', ARGV[8], 'size', size)
+redis.call('INCRBY', P .. 'queued_bytes', size)
 redis.call('SET', KEYS[1], ARGV[4], 'EX', ARGV[5])
 local q = P .. 'q:' .. chat
 if ARGV[8] ~= '' then
@@ -55,7 +75,7 @@ if ARGV[8] ~= '' then
     if pos and (pos > 0 or redis.call('HEXISTS', KEYS[3], chat) == 0) then
       redis.call('LSET', q, pos, job)
       local ok_idem = redis.call('HGET', P .. 'job:' .. old, 'idem')
-      redis.call('DEL', P .. 'job:' .. old)
+      forget_job(P, P .. 'job:' .. old)
       if ok_idem then
         local orec = redis.call('GET', ok_idem)
         local fp = ''
@@ -77,7 +97,8 @@ return {'queued', ''}
 )
 
 # KEYS: due, glog, lease
-# ARGV: prefix, global_count, lease_ms, token, global_window_ms, global_gap_ms
+# ARGV: prefix, global_count, lease_ms, token, global_window_ms, global_gap_ms,
+#       log_ttl_ms
 CLAIM = (
     _COMMON
     + """
@@ -127,7 +148,7 @@ local ambiguous = redis.call('HGET', jk, 'inflight') == '1'
 redis.call('HSET', jk, 'inflight', '1')
 redis.call('HINCRBY', jk, 'attempts', 1)
 if ambiguous then
-  redis.call('XADD', P .. 'ambiguous', 'MAXLEN', '~', 10000, '*', 'job', job, 'chat', chat,
+  log_entry(P .. 'ambiguous', tonumber(ARGV[7]), now, 'job', job, 'chat', chat,
     'idem', redis.call('HGET', jk, 'idem') or '')
 end
 local blocked = redis.call('EXISTS', P .. 'blocked:' .. chat)
@@ -137,7 +158,7 @@ return {'job', chat, job, redis.call('HGETALL', jk), ambiguous and 1 or 0, block
 
 # KEYS: due, lease, glog
 # ARGV: prefix, chat, job, token, outcome (done|failed|dead|retry|part), body_json,
-#       delay_ms, ttl_s, counted (0|1), part_id, blocked_ttl_s, reason
+#       delay_ms, ttl_s, counted (0|1), part_id, blocked_ttl_s, reason, log_ttl_ms
 COMPLETE = (
     _COMMON
     + """
@@ -172,10 +193,11 @@ if outcome == 'retry' or outcome == 'part' then
 end
 local idem = redis.call('HGET', jk, 'idem')
 if outcome == 'dead' then
-  redis.call('XADD', P .. 'dead', 'MAXLEN', '~', 100000, '*', 'job', job, 'chat', chat,
+  -- Ids and the reason only: the payload (a transcript, a document) is the
+  -- user's data and goes with the job.
+  log_entry(P .. 'dead', tonumber(ARGV[13]), now, 'job', job, 'chat', chat,
     'method', redis.call('HGET', jk, 'method') or '', 'idem', idem or '',
-    'attempts', redis.call('HGET', jk, 'attempts') or '0', 'reason', ARGV[12],
-    'payload', redis.call('HGET', jk, 'payload') or '')
+    'attempts', redis.call('HGET', jk, 'attempts') or '0', 'reason', ARGV[12])
 end
 if idem then
   local cur = redis.call('GET', idem)
@@ -195,7 +217,7 @@ if et ~= '' then
   local ek = P .. 'edit:' .. chat .. ':' .. et
   if redis.call('GET', ek) == job then redis.call('DEL', ek) end
 end
-redis.call('DEL', jk)
+forget_job(P, jk)
 if redis.call('LINDEX', q, 0) == job then redis.call('LPOP', q)
 else redis.call('LREM', q, 1, job) end
 redis.call('HDEL', KEYS[2], chat)

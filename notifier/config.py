@@ -37,6 +37,11 @@ class NotifierSettings:
     backoff_cap_seconds: float = 30.0
     idempotency_ttl_seconds: int = 7 * 24 * 3600
     blocked_ttl_seconds: int = 24 * 3600
+    # Dead letters and ambiguous sends (ids and reasons, no payloads) are kept this long.
+    dead_letter_ttl_seconds: int = 7 * 24 * 3600
+    # Bytes of payloads waiting in Redis, all chats together; past it a send is refused
+    # (RESOURCE_EXHAUSTED) rather than filling a noeviction Redis. Keep well under maxmemory.
+    max_queued_bytes: int = 64 * 1024 * 1024
     redis_timeout_seconds: float = 2.0
     # Part length for splitting, in UTF-16 code units as Telegram counts.
     max_message_length: int = 4096
@@ -86,6 +91,12 @@ class NotifierSettings:
                 env, "NOTIFIER_IDEMPOTENCY_TTL_SECONDS", 7 * 24 * 3600, min=60
             ),
             blocked_ttl_seconds=env_int(env, "NOTIFIER_BLOCKED_TTL_SECONDS", 24 * 3600, min=1),
+            dead_letter_ttl_seconds=env_int(
+                env, "NOTIFIER_DEAD_LETTER_TTL_SECONDS", 7 * 24 * 3600, min=60
+            ),
+            max_queued_bytes=env_int(
+                env, "NOTIFIER_MAX_QUEUED_BYTES", 64 * 1024 * 1024, min=1024 * 1024
+            ),
             redis_timeout_seconds=env_float(
                 env, "NOTIFIER_REDIS_TIMEOUT_SECONDS", 2.0, min=0.05, max=60
             ),

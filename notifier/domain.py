@@ -30,6 +30,7 @@ from voxmesh.errors import (
     AlreadyExists,
     FailedPrecondition,
     Internal,
+    ResourceExhausted,
     ServiceError,
     Unavailable,
     invalid_field,
@@ -330,6 +331,12 @@ class Notifier:
                 limit=limit,
                 edit_target=edit_target,
             )
+            if sub.status == "full":
+                raise ResourceExhausted(
+                    "the notifier's queue is full; retry later",
+                    reason="OVERLOADED",
+                    retry_after=5.0,
+                )
             if sub.status == "blocked":
                 raise FailedPrecondition(
                     "the chat has blocked the bot",

@@ -13,13 +13,16 @@ when its outcome is recorded under its idempotency key, in one script. A
 worker that dies leaves its lease to expire; the chat becomes due again and
 the job is delivered by whoever claims it next (the equivalent of
 XAUTOCLAIM). A job that keeps failing goes to the ``dead`` stream with its
-reason.
+ids and reason, never its payload; the ``dead`` and ``ambiguous`` streams
+forget entries after ``log_ttl_seconds``. Queued payloads are bounded in
+bytes (``max_queued_bytes``, counted in ``P queued_bytes``): past it a
+submit is refused, so the outbox cannot fill Redis.
 
 Layout (``P`` is the key prefix): ``P idem:<method>:<key>`` record (JSON),
 ``P job:<id>`` hash, ``P q:<chat>`` list, ``P due`` zset, ``P lease`` hash,
 ``P glog`` recent bot-wide send times, ``P sent:<chat>`` recent send times,
 ``P blocked:<chat>``, ``P edit:<chat>:<message>`` newest queued edit,
-``P dead`` and ``P ambiguous`` streams; pub/sub ``P events`` (an idempotency
+``P dead`` and ``P ambiguous`` streams, ``P queued_bytes``; pub/sub ``P events`` (an idempotency
 record became final) and ``P wake`` (a chat has work).
 """
 
@@ -150,10 +153,14 @@ class Outbox:
         idempotency_ttl_seconds: int,
         global_limit: tuple[int, int, int],
         lease_ms: int,
+        log_ttl_seconds: int = 7 * 24 * 3600,
+        max_queued_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.redis = client
         self.prefix = prefix
         self._ttl = idempotency_ttl_seconds
+        self._log_ttl_ms = log_ttl_seconds * 1000
+        self._max_queued_bytes = max_queued_bytes
         self._global = global_limit
         self._lease_ms = lease_ms
         self._enqueue = client.register_script(_scripts.ENQUEUE)
@@ -200,6 +207,7 @@ class Outbox:
                 "1" if limit.free else "0",
                 limit.count,
                 limit.window_ms,
+                self._max_queued_bytes,
             ],
         )
         if status == "existing":
@@ -264,6 +272,7 @@ class Outbox:
                     token,
                     self._global[1],
                     self._global[2],
+                    self._log_ttl_ms,
                 ],
             )
             kind = res[0]
@@ -314,6 +323,7 @@ class Outbox:
                 part_id,
                 blocked_ttl,
                 reason,
+                self._log_ttl_ms,
             ],
         )
         self.wake.set()

@@ -22,7 +22,8 @@ from voxmesh.metrics import Metrics
 from voxmesh.server import GrpcServer, ServiceSpec, run_main, serve
 
 SERVICE_NAME = "notifier.v1.NotifierService"
-# Under mutual TLS only the gateway (and admin tooling) may message users.
+# Only the gateway (and admin tooling) may message users; every call is checked
+# by caller identity (voxmesh.tls.Authz).
 CALLER_POLICY = {"*": frozenset({"gateway", "admin"})}
 DOMAIN = "notifier.voxmesh"
 DEFAULT_LISTEN = "127.0.0.1:50053"
@@ -78,6 +79,8 @@ def build(settings: NotifierSettings, *, default_timeout: float = 30.0) -> Notif
         idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
         global_limit=settings.global_limit,
         lease_ms=settings.lease_ms,
+        log_ttl_seconds=settings.dead_letter_ttl_seconds,
+        max_queued_bytes=settings.max_queued_bytes,
     )
     telegram = TelegramClient(
         settings.bot_token, settings.api_base, timeout=settings.telegram_timeout_seconds

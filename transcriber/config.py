@@ -112,6 +112,12 @@ class TranscriberConfig:
     max_streams_per_caller: int = 0
     max_audio_seconds: float = 7200.0
     max_upload_bytes: int = 512 * 1024 * 1024
+    #: Disk that the upload spools of all active file streams may fill together
+    #: (the volume under TMPDIR; k8s: the /tmp emptyDir less the model cache).
+    #: Only admitted streams read their upload, so the worst case is
+    #: max_upload_bytes x max_active_streams; a config where that does not fit
+    #: stops at start. 0: not checked (a developer's disk).
+    spool_budget_bytes: int = 0
     extra_models: tuple[tuple[str, Path], ...] = ()
     model_cache: Path = field(default_factory=lambda: Path("~/.cache/voxmesh/models").expanduser())
     #: Longest piece of audio handed to Whisper at once; Whisper's own window.
@@ -153,7 +159,7 @@ class TranscriberConfig:
         )
         raw_dir = env.get("TRANSCRIBER_MODEL_DIR", "").strip()
         raw_cache = env.get("TRANSCRIBER_MODEL_CACHE", "").strip()
-        return cls(
+        config = cls(
             model_dir=Path(raw_dir).expanduser() if raw_dir else None,
             # A directory without a name is known by the directory's own name,
             # not mistaken for the bundled base.
@@ -197,7 +203,15 @@ class TranscriberConfig:
             decode_ahead_seconds=_number(
                 env, "TRANSCRIBER_DECODE_AHEAD_SECONDS", 600.0, float, 30.0, 86_400.0
             ),
+            spool_budget_bytes=_number(env, "TRANSCRIBER_SPOOL_BUDGET_BYTES", 0, int, 0, 1 << 50),
         )
+        worst = config.max_upload_bytes * config.max_active_streams
+        if config.spool_budget_bytes and worst > config.spool_budget_bytes:
+            raise TranscriberConfigError(
+                f"TRANSCRIBER_SPOOL_BUDGET_BYTES={config.spool_budget_bytes} is less than "
+                f"TRANSCRIBER_MAX_UPLOAD_BYTES x TRANSCRIBER_MAX_ACTIVE_STREAMS = {worst}"
+            )
+        return config
 
     def default_model_dir(self) -> Path | None:
         """The configured directory of the default model, or the built-in one for tiny.en."""

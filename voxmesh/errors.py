@@ -99,6 +99,13 @@ class PermissionDenied(ServiceError):
     default_reason = "CALLER_NOT_ALLOWED"
 
 
+class Unauthenticated(ServiceError):
+    """The caller has no identity (no certificate name, no sidecar header)."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+    default_reason = "CALLER_NOT_ALLOWED"
+
+
 class ResourceExhausted(ServiceError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
     default_reason = "OVERLOADED"
@@ -183,6 +190,7 @@ __all__ = [
     "PermissionDenied",
     "ResourceExhausted",
     "ServiceError",
+    "Unauthenticated",
     "Unavailable",
     "code_pb2",
     "error_details",

@@ -30,6 +30,7 @@ from voxmesh.config import (
     is_loopback,
     parse_addr,
 )
+from voxmesh.identity import IdentityRules, resolver
 from voxmesh.interceptors import ServerCalls
 from voxmesh.metrics import Metrics
 from voxmesh.tls import Authz, Policy
@@ -113,6 +114,7 @@ class GrpcServer:
         self.metrics = metrics if metrics is not None else Metrics(settings.service)
         self.health = health.aio.HealthServicer()
         self.port = 0
+        self.health_port = 0
         if credentials is None and settings.tls is not None:
             credentials = settings.tls.server_credentials()
         self._credentials = credentials
@@ -125,8 +127,20 @@ class GrpcServer:
                 tracer_provider=tracer_provider,
             ).wrap
         ]
-        if policy and credentials is not None:
-            frames.append(Authz(policy, domain=domain).wrap)
+        # Every call is authenticated and checked, plaintext or not: the
+        # identity's source (certificate, sidecar header, loopback) follows
+        # from how this server listens, never from what a caller sends.
+        frames.append(
+            Authz(
+                policy or {},
+                domain=domain,
+                resolve=resolver(
+                    tls=credentials is not None,
+                    mesh=settings.mesh,
+                    rules=settings.identity or IdentityRules(),
+                ),
+            ).wrap
+        )
         age_ms = int(settings.max_connection_age_seconds * 1000)
         self._server = grpc.aio.server(
             options=[
@@ -145,6 +159,11 @@ class GrpcServer:
         for spec in self.services:
             spec.add_to_server(registry)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        # Health alone, in plaintext, for probes that cannot present a certificate.
+        self._health_server: grpc.aio.Server | None = None
+        if settings.health_addr:
+            self._health_server = grpc.aio.server()
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, self._health_server)
         reflection.enable_server_reflection(
             [spec.name for spec in self.services]
             + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
@@ -157,21 +176,25 @@ class GrpcServer:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         host, _ = parse_addr("LISTEN_ADDR", self.settings.listen)
         if self._credentials is None:
-            if not is_loopback(host) and not self.settings.allow_plaintext:
+            if not is_loopback(host) and self.settings.mesh == "none":
                 raise ConfigError(
                     f"{self.settings.service}: plaintext on {self.settings.listen} is refused; "
-                    "set VOXMESH_TLS_* (mutual TLS) or VOXMESH_ALLOW_PLAINTEXT=true"
+                    "set VOXMESH_TLS_* (mutual TLS) or declare the sidecar (VOXMESH_MESH)"
                 )
-            log.warning(
-                "%s listens in plaintext on %s: callers are not authenticated",
-                self.settings.service,
-                self.settings.listen,
-            )
+            if self.settings.mesh == "none":
+                log.warning(
+                    "%s listens in plaintext on %s: every local caller is trusted (development)",
+                    self.settings.service,
+                    self.settings.listen,
+                )
             self.port = self._server.add_insecure_port(self.settings.listen)
         else:
             self.port = self._server.add_secure_port(self.settings.listen, self._credentials)
         await self._server.start()
         log.info("%s listening on port %d", self.settings.service, self.port)
+        if self._health_server is not None:
+            self.health_port = self._health_server.add_insecure_port(self.settings.health_addr)
+            await self._health_server.start()
         return self.port
 
     async def set_serving(self, serving: bool = True) -> None:
@@ -189,6 +212,8 @@ class GrpcServer:
         await self.health.enter_graceful_shutdown()
         log.info("%s draining for up to %.1fs", self.settings.service, grace)
         await self._server.stop(grace)
+        if self._health_server is not None:
+            await self._health_server.stop(0)
 
     async def wait(self) -> None:
         await self._server.wait_for_termination()

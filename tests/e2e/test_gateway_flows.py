@@ -333,7 +333,7 @@ async def test_file_over_20_mb_is_refused_without_charge(mesh: Mesh) -> None:
     note = push(mesh, chat_id=user, user_id=user, document=file_id)
     answer = await final_reply(mesh, user, note)
     assert answer.text == (
-        "This file is larger than 20 MB, the most Telegram lets bots download. Nothing was charged."
+        "This file is larger than 20 MB, the most the bot can download. Nothing was charged."
     )
     money = await balance(mesh, user)
     assert (money.balance_credits, money.held_credits) == (TRIAL, 0)

@@ -6,6 +6,7 @@ import pytest
 
 from gateway.config import (
     CLOUD_DOWNLOAD_LIMIT,
+    DEFAULT_MAX_DOWNLOAD_BYTES,
     LOCAL_DOWNLOAD_LIMIT,
     GatewaySettings,
     StarsPackage,
@@ -26,8 +27,15 @@ def test_defaults() -> None:
 
 
 def test_local_bot_api_raises_the_download_limit() -> None:
+    # Up to what the transcriber spools for one stream by default, not Telegram's 2 GB.
     s = GatewaySettings.from_env({**BASE, "TELEGRAM_API_LOCAL": "true"})
-    assert s.download_limit == LOCAL_DOWNLOAD_LIMIT
+    assert s.download_limit == DEFAULT_MAX_DOWNLOAD_BYTES < LOCAL_DOWNLOAD_LIMIT
+    big = {**BASE, "TELEGRAM_API_LOCAL": "true", "GATEWAY_MAX_DOWNLOAD_BYTES": str(3 << 30)}
+    assert GatewaySettings.from_env(big).download_limit == LOCAL_DOWNLOAD_LIMIT
+    # The cloud Bot API's 20 MB stays the bound however high the setting.
+    assert GatewaySettings.from_env(
+        {**BASE, **big, "TELEGRAM_API_LOCAL": "false"}
+    ).download_limit == (CLOUD_DOWNLOAD_LIMIT)
 
 
 def test_webhook_needs_url_and_secret() -> None:

@@ -42,6 +42,8 @@ CRD_KINDS: frozenset[tuple[str, str]] = frozenset(
         ("postgresql.cnpg.io/v1", "Cluster"),  # CloudNativePG
         ("monitoring.coreos.com/v1", "ServiceMonitor"),  # prometheus-operator
         ("monitoring.coreos.com/v1", "PrometheusRule"),  # prometheus-operator
+        ("cert-manager.io/v1", "Issuer"),  # cert-manager (service mTLS)
+        ("cert-manager.io/v1", "Certificate"),  # cert-manager (service mTLS)
     }
 )
 

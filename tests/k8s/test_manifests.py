@@ -39,6 +39,7 @@ SERVICES = (*GRPC_PORTS, "gateway")
 # <SVC>_GRACE_SECONDS defaults in the services; the manifests must set the same.
 GRACE_SECONDS = {"billing": 10, "notifier": 15, "transcriber": 60, "gateway": 30}
 METRICS_PORT = 9464
+HEALTH_PORT = 9465
 GATEWAY_PORT = 8080
 # Secrets the overlays reference but do not create: CNPG writes voxmesh-pg-app; in
 # prod the Telegram and Redis secrets come from outside git.
@@ -114,6 +115,8 @@ def env_of(docs: list[Manifest], container: dict[str, Any]) -> dict[str, Any]:
     for var in container.get("env", []):
         if "value" in var:
             env[var["name"]] = var["value"]
+        elif "fieldRef" in var["valueFrom"]:
+            env[var["name"]] = ("field", var["valueFrom"]["fieldRef"]["fieldPath"])
         else:
             ref = var["valueFrom"]["secretKeyRef"]
             env[var["name"]] = ("secret", ref["name"], ref["key"])
@@ -315,10 +318,14 @@ def test_grpc_servers_use_native_grpc_probes_on_their_port(
     c = main_container(one(docs, "Deployment", service))
     port = GRPC_PORTS[service]
     assert port_named(c, "grpc") == port
+    # kubelet's gRPC probes speak no TLS: they use the plaintext health-only port.
+    assert port_named(c, "health") == HEALTH_PORT
     for probe in ("readinessProbe", "livenessProbe"):
         # The standard health service, overall status ("" service) as the runtime sets it.
-        assert c[probe]["grpc"] == {"port": port}, f"{service} {probe}"
-    assert env_of(docs, c)[f"{service.upper()}_LISTEN_ADDR"] == f"0.0.0.0:{port}"
+        assert c[probe]["grpc"] == {"port": HEALTH_PORT}, f"{service} {probe}"
+    env = env_of(docs, c)
+    assert env[f"{service.upper()}_LISTEN_ADDR"] == f"0.0.0.0:{port}"
+    assert env[f"{service.upper()}_HEALTH_ADDR"] == f"0.0.0.0:{HEALTH_PORT}"
 
 
 def test_gateway_probes_are_http_on_its_port(docs: list[Manifest]) -> None:
@@ -573,6 +580,7 @@ CNPG_OPERATOR = (
 )
 DNS = "ns[kubernetes.io/metadata.name=kube-system]/pod[k8s-app=kube-dns]"
 ADMIN = "pod[voxmesh.io/admin-tooling=true]"
+TRANSCRIBER_CLIENT = "pod[voxmesh.io/transcriber-client=true]"
 PG_PEERS = "pod[cnpg.io/cluster=voxmesh-pg]"
 
 
@@ -593,6 +601,9 @@ EXPECTED_INGRESS: dict[str, set[tuple[str, str]]] = {
         service: grid({app("gateway"), ADMIN}, tcp(port)) | grid({PROMETHEUS}, tcp(METRICS_PORT))
         for service, port in GRPC_PORTS.items()
     },
+    # Internal services are users of the transcriber: pods that carry the label.
+    "transcriber": grid({app("gateway"), ADMIN, TRANSCRIBER_CLIENT}, tcp(GRPC_PORTS["transcriber"]))
+    | grid({PROMETHEUS}, tcp(METRICS_PORT)),
     "gateway": grid({INGRESS_NGINX, PROMETHEUS}, tcp(GATEWAY_PORT)),
     # Clients: billing and the migration Job only. The rest is CNPG's own plumbing.
     "postgres": grid({app("billing"), app("migrate")}, tcp(5432))
@@ -714,7 +725,9 @@ def test_redis_persists_the_outbox(docs: list[Manifest]) -> None:
     mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
     claims = [t["metadata"]["name"] for t in redis["spec"]["volumeClaimTemplates"]]
     assert mounts["data"] == settings["dir"] and "data" in claims
-    assert c["args"][0] == "/etc/redis/redis.conf" and mounts["config"] == "/etc/redis"
+    # The password reaches it on stdin (tests/k8s/test_secrets.py), the file by path.
+    assert "redis-server /etc/redis/redis.conf -" in c["args"][0]
+    assert mounts["config"] == "/etc/redis"
     memory_limit = c["resources"]["limits"]["memory"]
     assert memory_limit.endswith("Mi") and int(settings["maxmemory"].removesuffix("mb")) < int(
         memory_limit.removesuffix("Mi")
