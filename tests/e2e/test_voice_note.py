@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -154,10 +155,13 @@ async def test_voice_note_end_to_end(mesh: Mesh, shared_audio: pathlib.Path) -> 
                 metrics_text = await resp.text()
             assert resp.status == 200
             assert token not in metrics_text and DB_PASSWORD not in metrics_text
-            # RED metrics on every gRPC server, as SREs' dashboards expect.
-            if name != "gateway":
-                assert f'service="{name}"' in metrics_text
-                assert "voxmesh_rpc_server_latency_seconds_bucket" in metrics_text
+            # go-grpc-prometheus's names, as SREs' dashboards expect: the servers'
+            # side everywhere, the gateway's calls as the client side.
+            side = "client" if name == "gateway" else "server"
+            assert f'grpc_{side}_handled_total{{grpc_code="OK"' in metrics_text
+            assert f"grpc_{side}_handling_seconds_bucket" in metrics_text
+            assert "process_resident_memory_bytes" in metrics_text
+            assert not re.search(r'[{,](service|job|instance)="', metrics_text)
 
 
 async def test_cli_transcribe_prints_reference_text(mesh: Mesh, shared_audio: pathlib.Path) -> None:
