@@ -25,7 +25,7 @@ class _Models(transcriber_pb2_grpc.TranscriberServiceServicer):
     ) -> transcriber_pb2.ListModelsResponse:
         return transcriber_pb2.ListModelsResponse()
 
-    async def Transcribe(  # type: ignore[override]
+    async def Transcribe(
         self, request_iterator: Any, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[transcriber_pb2.TranscribeResponse]:
         raise InvalidArgument("no audio")
