@@ -3,7 +3,8 @@
 gRPC servers and clients export go-grpc-prometheus's family:
 ``grpc_server_started_total``, ``grpc_server_handled_total`` and the
 ``grpc_server_handling_seconds`` histogram, labelled ``grpc_type``,
-``grpc_service``, ``grpc_method`` (and ``grpc_code`` once handled), and the
+``grpc_service``, ``grpc_method`` (and ``grpc_code`` once handled, spelled as Go's
+``codes.Code.String()``: ``OK``, ``InvalidArgument``, ``DeadlineExceeded``), and the
 same as ``grpc_client_*`` on the calling side. Every process also exports
 ``process_*``, ``python_*`` and ``voxmesh_build_info``. No metric has a
 ``service``, ``job`` or ``instance`` label: Prometheus attaches those to the
@@ -46,6 +47,15 @@ GRPC_TYPES = {
     (True, True): "bidi_stream",
 }
 _METHOD_LABELS = ("grpc_type", "grpc_service", "grpc_method")
+
+
+def go_code(name: str) -> str:
+    """``DEADLINE_EXCEEDED`` as go-grpc-prometheus writes it: ``DeadlineExceeded``."""
+    if name == "OK":
+        return name
+    if name == "CANCELLED":
+        return "Canceled"  # Go's codes.Canceled.String()
+    return "".join(part.capitalize() for part in name.split("_"))
 
 
 def build_version() -> str:
@@ -152,8 +162,11 @@ class MethodMetrics:
         return time.monotonic()
 
     def observe(self, code: str, started: float) -> None:
+        """Count the call as handled with ``code`` (``grpc.StatusCode``'s name)."""
         handled = self._handled.get(code)
         if handled is None:
-            handled = self._handled[code] = self._family.handled.labels(*self._labels, code)
+            handled = self._handled[code] = self._family.handled.labels(
+                *self._labels, go_code(code)
+            )
         handled.inc()
         self._seconds.observe(time.monotonic() - started)

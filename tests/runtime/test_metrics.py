@@ -67,4 +67,4 @@ async def test_client_calls_are_counted_by_type_and_code() -> None:
     assert f"grpc_client_started_total{{{unary}}} 2.0" in text
     assert f"grpc_client_handling_seconds_count{{{unary}}} 2.0" in text
     bidi = f'grpc_method="Transcribe",{_SERVICE},grpc_type="bidi_stream"'
-    assert f'grpc_client_handled_total{{grpc_code="INVALID_ARGUMENT",{bidi}}} 1.0' in text
+    assert f'grpc_client_handled_total{{grpc_code="InvalidArgument",{bidi}}} 1.0' in text

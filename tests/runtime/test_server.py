@@ -331,7 +331,7 @@ async def test_generic_handlers_get_the_same_call_frame() -> None:
         text = generate_latest(server.metrics.registry).decode()
         labels = 'grpc_method="Quote",grpc_service="billing.v1.BillingService",grpc_type="unary"'
         assert f'grpc_server_handled_total{{grpc_code="OK",{labels}}} 2.0' in text
-        assert f'grpc_server_handled_total{{grpc_code="FAILED_PRECONDITION",{labels}}} 1.0' in text
+        assert f'grpc_server_handled_total{{grpc_code="FailedPrecondition",{labels}}} 1.0' in text
         assert f"grpc_server_started_total{{{labels}}} 3.0" in text
         assert f"grpc_server_handling_seconds_count{{{labels}}} 3.0" in text
         assert "process_cpu_seconds_total" in text and "python_info{" in text
