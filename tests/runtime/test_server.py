@@ -159,7 +159,7 @@ async def test_unexpected_exception_is_internal_without_internals() -> None:
             assert "Traceback" not in (info.value.details() or "")
             assert error_details(info.value).reason == "INTERNAL"
         text = generate_latest(server.metrics.registry).decode()
-        assert 'method="Quote"' in text and 'code="INTERNAL"' in text
+        assert 'grpc_code="Internal",grpc_method="Quote"' in text
     finally:
         await server.stop(0)
 
