@@ -120,6 +120,13 @@ async def test_voice_note_end_to_end(mesh: Mesh, shared_audio: pathlib.Path) -> 
         )
         assert parent["kind"] == "CLIENT" and parent["name"] == server["name"]
     assert collector.violations == []
+    # Names as Zipkin's v2 spec asks, the SQL, Redis and HTTP instrumentations' included:
+    # lowercase, and no ids (a name is what the UI's span-name filter lists).
+    names = {sp["name"] for sp in collector.spans}
+    assert {"evalsha", "get", "post"} & names, names
+    for name in names:
+        assert name == name.lower(), name
+        assert not re.search(r"\d{5,}|[0-9a-f]{8}-[0-9a-f]{4}-", name), name
     # Every hop: SQL statements, Redis commands and Telegram HTTP calls are in the trace.
     tags = [(sp["localEndpoint"]["serviceName"], sp.get("tags", {})) for sp in spans]
     assert any(svc == "billing" and t.get("db.system") == "postgresql" for svc, t in tags)
