@@ -109,10 +109,11 @@ class Redactor:
         return text
 
     def leaks(self, text: str) -> bool:
-        return bool(
-            _SECRET_RE.search(text)
-            or (self._literal_re is not None and self._literal_re.search(text))
-        )
+        # Every pattern has a colon: most values (names, methods, statuses) skip the regex.
+        # It runs on every attribute of every span, so the common case must be cheap.
+        if ":" in text and _SECRET_RE.search(text):
+            return True
+        return self._literal_re is not None and self._literal_re.search(text) is not None
 
     def _value(self, value: AttributeValue) -> AttributeValue | None:
         """The value with secrets removed, or None when it has none."""
@@ -140,15 +141,17 @@ class Redactor:
     def span(self, span: ReadableSpan) -> ReadableSpan:
         """``span`` itself when no field holds a secret, else a copy with them redacted."""
         attributes = self.attributes(span.attributes)
-        events = [(e, self.attributes(e.attributes)) for e in span.events]
-        links = [(link, self.attributes(link.attributes)) for link in span.links]
+        events = [(e, self.attributes(e.attributes)) for e in span.events] if span.events else []
+        links = (
+            [(link, self.attributes(link.attributes)) for link in span.links] if span.links else []
+        )
         description = span.status.description or ""
         name = span.name
         if (
             attributes is None
             and all(clean is None for _, clean in events)
             and all(clean is None for _, clean in links)
-            and not self.leaks(description)
+            and not (description and self.leaks(description))
             and not self.leaks(name)
         ):
             return span
