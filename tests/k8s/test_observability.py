@@ -293,3 +293,34 @@ def test_services_export_otlp_to_the_collector(docs: list[Manifest], service: st
     assert env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf") == "http/protobuf"
     # The Collector, not the services, decides what to drop: they record every trace.
     assert float(env["OTEL_TRACES_SAMPLER_ARG"]) == 1.0
+
+
+# ---------------------------------------------------------------- labels
+
+RECOMMENDED = (
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/part-of",
+    "app.kubernetes.io/managed-by",
+)
+
+
+def test_workloads_and_pods_carry_the_recommended_labels(
+    docs: list[Manifest], overlay: str
+) -> None:
+    for workload in workloads(docs):
+        name = workload["metadata"]["name"]
+        for where, labels in (
+            ("metadata", workload["metadata"]["labels"]),
+            ("pods", workload["spec"]["template"]["metadata"]["labels"]),
+        ):
+            missing = [k for k in RECOMMENDED if k not in labels]
+            assert not missing, f"{name} {where}: {missing}"
+            assert labels["app.kubernetes.io/instance"] == (
+                "voxmesh-dev" if overlay == "dev" else "voxmesh"
+            )
+    # The version is the release the services' image tag names.
+    billing = one(docs, "Deployment", "billing")
+    tag = main_container(billing)["image"].rpartition(":")[2]
+    assert billing["metadata"]["labels"]["app.kubernetes.io/version"] == tag
