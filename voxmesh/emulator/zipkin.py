@@ -25,14 +25,15 @@ and autocomplete, the UI, storage beyond process memory, sampling, and merging o
 client/server spans (spans are kept as received, less null optional fields, which Zipkin's
 decoder skips too). Service and span names are lower-cased for queries, as Zipkin does.
 
-:attr:`ZipkinCollector.requests` records each POST's path and headers, so a test can see which
-protocol and headers an exporter used.
+:attr:`ZipkinCollector.requests` records the latest POSTs' paths and headers, so a test can
+see which protocol and headers an exporter used.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import functools
 import gzip
 import ipaddress
@@ -243,8 +244,11 @@ class ZipkinCollector:
         )
         self.spans: list[dict[str, Any]] = []
         self.violations: list[str] = []
-        # (path, headers) of every POST, in arrival order.
-        self.requests: list[tuple[str, dict[str, str]]] = []
+        # (path, headers) of the latest POSTs, in arrival order; bounded, since
+        # `voxmesh up` runs this for hours.
+        self.requests: collections.deque[tuple[str, dict[str, str]]] = collections.deque(
+            maxlen=1000
+        )
         self.base_url = ""
         self.endpoint = ""
         self._runner: web.AppRunner | None = None
