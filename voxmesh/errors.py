@@ -18,7 +18,7 @@ from google.protobuf import duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from voxmesh.common.v1 import common_pb2
-from voxmesh.telemetry import redact
+from voxmesh.redaction import redact
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
