@@ -168,15 +168,17 @@ def test_dashboard_queries_only_metrics_the_services_export() -> None:
     assert {v["name"] for v in dashboard["templating"]["list"]} == {"datasource", "service"}
 
 
-def test_no_series_is_labelled_service_job_or_instance() -> None:
-    import inspect
-
-    import voxmesh.metrics
-
-    source = inspect.getsource(voxmesh.metrics)
-    assert "voxmesh_rpc_" not in source
-    for path in (K8S_DIR / "observability").glob("*"):
-        assert "voxmesh_rpc_" not in path.read_text(), path
+def test_queries_use_the_metrics_labels_not_the_old_ones() -> None:
+    """The RPC labels are grpc_service/grpc_method/grpc_code: a query on the old
+    `service`, `method` or `code` labels would match nothing."""
+    exprs = [
+        grafana_to_promql(t["expr"])
+        for p in load_dashboard()["panels"]
+        for t in p.get("targets", [])
+    ]
+    exprs += [r["expr"] for g in load_alert_groups() for r in g["rules"]]
+    for expr in exprs:
+        assert not re.search(r"(?<![\w.])(service|method|code)\s*(=~|!~|!=|=|[,)])", expr), expr
 
 
 def _runbook_anchors() -> set[str]:
