@@ -84,9 +84,8 @@ class SpanHygiene(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         name = span.name
-        clean = name.lower()
-        if self._redactor.leaks(clean):
-            clean = self._redactor.redact(clean)
+        # Redacted before lowercasing: a configured secret matches in its own case.
+        clean = (self._redactor.redact(name) if self._redactor.leaks(name) else name).lower()
         if clean != name:
             span.update_name(clean)
         for processor in self._inner:

@@ -127,24 +127,26 @@ def _otlp() -> TelemetrySettings:
 
 def test_dsn_passwords_and_configured_tokens_leave_no_field() -> None:
     memory = InMemorySpanExporter()
-    redactor = telemetry.Redactor(["short", "a-configured-secret-value"])
+    redactor = telemetry.Redactor(["short", "A-Configured-Secret-Value"])
     provider = TracerProvider()
     provider.add_span_processor(telemetry.SpanHygiene([SimpleSpanProcessor(memory)], redactor))
     tracer = provider.get_tracer("test")
-    with tracer.start_as_current_span(f"connect {DSN}") as span:
+    with tracer.start_as_current_span(f"connect {DSN} as A-Configured-Secret-Value") as span:
         span.set_attribute("db.connection_string", DSN)
         span.set_attribute("notes", ("fine", f"token {TOKEN}"))
-        span.add_event("retry", {"why": "a-configured-secret-value rejected"})
+        span.add_event("retry", {"why": "A-Configured-Secret-Value rejected"})
         span.set_status(Status(StatusCode.ERROR, f"cannot reach {DSN}"))
     (out,) = memory.get_finished_spans()
     texts = _texts(out)
-    for secret in (PASSWORD, SECRET, "a-configured-secret-value"):
+    for secret in (PASSWORD, SECRET, "A-Configured-Secret-Value", "a-configured-secret-value"):
         assert not [t for t in texts if secret in t], secret
     assert out.attributes is not None
     assert out.attributes["db.connection_string"] == (
         "postgresql://billing:<redacted>@db.internal:5432/billing"
     )
-    assert out.name == "connect postgresql://billing:<redacted>@db.internal:5432/billing"
+    assert (
+        out.name == "connect postgresql://billing:<redacted>@db.internal:5432/billing as <redacted>"
+    )
     # A configured value too short to be told from ordinary words is left to the patterns.
     assert redactor.redact("short answer") == "short answer"
 
