@@ -59,6 +59,7 @@ from gateway.redis_health import PauseUpdates, RedisHealth
 from gateway.telegram_files import TelegramFiles
 from voxmesh import telemetry
 from voxmesh.config import parse_addr
+from voxmesh.metrics import ClientMetrics, register_process_metrics
 from voxmesh.server import run_main
 
 log = logging.getLogger(__name__)
@@ -259,11 +260,13 @@ class Parts:
 
 def build(settings: GatewaySettings) -> Parts:
     registry = CollectorRegistry()
+    register_process_metrics(registry)
     services = Services.connect(
         settings.billing_target,
         settings.transcriber_target,
         settings.notifier_target,
         tls=settings.tls,
+        metrics=ClientMetrics(registry),
     )
     redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     prefix = settings.key_prefix

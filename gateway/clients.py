@@ -10,6 +10,7 @@ from billing.v1 import billing_pb2_grpc
 from notifier.v1 import notifier_pb2_grpc
 from transcriber.v1 import transcriber_pb2_grpc
 from voxmesh.channels import dial
+from voxmesh.metrics import ClientMetrics
 from voxmesh.tls import TlsSettings
 
 
@@ -23,9 +24,17 @@ class Services:
 
     @classmethod
     def connect(
-        cls, billing: str, transcriber: str, notifier: str, *, tls: TlsSettings | None = None
+        cls,
+        billing: str,
+        transcriber: str,
+        notifier: str,
+        *,
+        tls: TlsSettings | None = None,
+        metrics: ClientMetrics | None = None,
     ) -> Services:
-        b, t, n = dial(billing, tls=tls), dial(transcriber, tls=tls), dial(notifier, tls=tls)
+        b, t, n = (
+            dial(target, tls=tls, metrics=metrics) for target in (billing, transcriber, notifier)
+        )
         return cls(
             billing=billing_pb2_grpc.BillingServiceStub(b),
             transcriber=transcriber_pb2_grpc.TranscriberServiceStub(t),

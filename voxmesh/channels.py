@@ -18,6 +18,7 @@ import grpc
 from opentelemetry.sdk.trace import TracerProvider
 
 from voxmesh.interceptors import client_interceptors
+from voxmesh.metrics import ClientMetrics
 from voxmesh.tls import TlsSettings
 
 _RETRY_POLICY = {
@@ -62,16 +63,18 @@ def dial(
     tls: TlsSettings | None = None,
     tracer_provider: TracerProvider | None = None,
     default_timeout: float | None = DEFAULT_CALL_TIMEOUT_SECONDS,
+    metrics: ClientMetrics | None = None,
 ) -> grpc.aio.Channel:
     """Open a channel to ``target`` (``host:port`` or ``dns:///name:port``).
 
     With ``tls`` the channel presents this process's certificate (mutual
-    TLS). ``default_timeout`` bounds unary calls that have no deadline.
+    TLS). ``default_timeout`` bounds unary calls that have no deadline;
+    ``metrics`` counts the calls (``grpc_client_*``).
     """
     if credentials is None and tls is not None:
         credentials = tls.channel_credentials()
     interceptors = client_interceptors(
-        tracer_provider=tracer_provider, default_timeout=default_timeout
+        tracer_provider=tracer_provider, default_timeout=default_timeout, metrics=metrics
     )
     options = channel_options(target)
     if credentials is None:

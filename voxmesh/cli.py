@@ -114,7 +114,19 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     if not path.is_file():
         print(f"voxmesh transcribe: {path}: no such file", file=sys.stderr)
         return 2
-    provider = telemetry.setup(TelemetrySettings.from_env(os.environ, "voxmesh-cli"))
+    env = dict(os.environ)
+    if not any(
+        env.get(name)
+        for name in (
+            "OTEL_TRACES_EXPORTER",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        )
+    ):
+        # Nowhere to send spans was named: the OTLP exporter would retry a collector
+        # that is not there for seconds after the text is printed.
+        env["OTEL_TRACES_EXPORTER"] = "none"
+    provider = telemetry.setup(TelemetrySettings.from_env(env, "voxmesh-cli"))
     try:
         return asyncio.run(_transcribe(path, args.target, args.format, args.language))
     finally:

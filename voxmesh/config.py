@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import pathlib
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -218,34 +219,69 @@ class ServerSettings:
         )
 
 
+TRACES_EXPORTERS = ("otlp", "zipkin", "console", "none")
+PROPAGATORS = ("tracecontext", "baggage", "b3", "b3multi", "none")
+
+
 @dataclass(frozen=True)
 class TelemetrySettings:
-    """Tracing and logging, from the standard OpenTelemetry variables."""
+    """Tracing and logging, from OpenTelemetry's standard variables.
+
+    Only what voxmesh decides itself is parsed here: which exporters
+    (``OTEL_TRACES_EXPORTER``), the sampler and the propagators. Everything
+    an exporter or the batch processor is configured with (endpoints,
+    protocol, headers, timeouts, compression, ``OTEL_BSP_*``) and the
+    resource (``OTEL_RESOURCE_ATTRIBUTES``) is read by the SDK itself from
+    the process environment, so its documentation is ours.
+    """
 
     service_name: str
-    # "zipkin" (default), "otlp" or "none". One switch: OpenTelemetry has
-    # deprecated its Zipkin exporters and Zipkin also ingests OTLP.
-    exporter: str = "zipkin"
-    zipkin_endpoint: str = "http://127.0.0.1:9411/api/v2/spans"
-    otlp_endpoint: str = "http://127.0.0.1:4318"
+    # Comma-separated OTEL_TRACES_EXPORTER: "otlp" (the spec's default),
+    # "zipkin", "console", "none".
+    exporter: str = "otlp"
     sampler: str = "parentbased_traceidratio"
     sampler_arg: float = 1.0
+    # OTEL_PROPAGATORS; empty means W3C tracecontext and B3 (single and multi).
+    propagators: tuple[str, ...] = ()
     zipkin_ui_url: str = "http://127.0.0.1:9411/zipkin"
     log_format: str = "json"
     log_level: str = "INFO"
+    # Values no log line, error text or span may carry: the bot token and the
+    # passwords of DATABASE_URL and REDIS_URL.
+    secrets: tuple[str, ...] = ()
+
+    @property
+    def exporters(self) -> tuple[str, ...]:
+        return tuple(e for e in self.exporter.split(",") if e and e != "none")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], default_service: str) -> TelemetrySettings:
-        exporter = env_choice(env, "VOXMESH_TRACES_EXPORTER", "zipkin", ("zipkin", "otlp", "none"))
-        if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
-            exporter = "none"
+        # VOXMESH_TRACES_EXPORTER is the old name, read only when the standard one is unset.
+        name = (
+            "OTEL_TRACES_EXPORTER" if env.get("OTEL_TRACES_EXPORTER") else "VOXMESH_TRACES_EXPORTER"
+        )
+        exporters = [e.strip().lower() for e in env.get(name, "otlp").split(",") if e.strip()]
+        for exporter in exporters:
+            if exporter not in TRACES_EXPORTERS:
+                raise ConfigError(
+                    f"{name}={exporter!r} must be one of {', '.join(TRACES_EXPORTERS)}"
+                )
+        if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+            exporters = ["none"]
+        for protocol in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+            # The OTLP/gRPC exporter is not installed: refuse rather than send HTTP.
+            env_choice(env, protocol, "http/protobuf", ("http/protobuf",))
+        propagators = tuple(
+            p.strip().lower() for p in env.get("OTEL_PROPAGATORS", "").split(",") if p.strip()
+        )
+        for propagator in propagators:
+            if propagator not in PROPAGATORS:
+                raise ConfigError(
+                    f"OTEL_PROPAGATORS={propagator!r} must be one of {', '.join(PROPAGATORS)}"
+                )
         return cls(
             service_name=env_str(env, "OTEL_SERVICE_NAME", default_service),
-            exporter=exporter,
-            zipkin_endpoint=env_str(
-                env, "OTEL_EXPORTER_ZIPKIN_ENDPOINT", "http://127.0.0.1:9411/api/v2/spans"
-            ),
-            otlp_endpoint=env_str(env, "OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+            exporter=",".join(exporters) or "none",
             sampler=env_choice(
                 env,
                 "OTEL_TRACES_SAMPLER",
@@ -260,9 +296,21 @@ class TelemetrySettings:
                 ),
             ),
             sampler_arg=env_float(env, "OTEL_TRACES_SAMPLER_ARG", 1.0, min=0.0, max=1.0),
+            propagators=propagators,
             zipkin_ui_url=env_str(env, "ZIPKIN_UI_URL", "http://127.0.0.1:9411/zipkin"),
             log_format=env_choice(env, "VOXMESH_LOG_FORMAT", "json", ("json", "text")),
             log_level=env_choice(
                 env, "VOXMESH_LOG_LEVEL", "info", ("debug", "info", "warning", "error")
             ).upper(),
+            secrets=_secrets(env),
         )
+
+
+def _secrets(env: Mapping[str, str]) -> tuple[str, ...]:
+    found = [env.get("TELEGRAM_BOT_TOKEN", "").strip()]
+    for name in ("DATABASE_URL", "REDIS_URL"):
+        try:
+            found.append(urllib.parse.urlsplit(env.get(name, "")).password or "")
+        except ValueError:
+            continue  # its own settings reject a malformed URL
+    return tuple(s for s in found if s)

@@ -4,7 +4,8 @@ Each service is its own process on real sockets. PostgreSQL and Redis are
 the ones DATABASE_URL / REDIS_URL name, else embedded ones; with no
 TELEGRAM_BOT_TOKEN the gateway and notifier talk to the local Bot API
 emulator; with no OTEL_EXPORTER_ZIPKIN_ENDPOINT spans go to a local
-collector that speaks Zipkin's v2 API (so ``voxmesh trace`` works offline).
+collector that takes OTLP and Zipkin JSON and serves Zipkin's v2 API (so
+``voxmesh trace`` works offline).
 """
 
 from __future__ import annotations
@@ -111,13 +112,18 @@ class Mesh:
             token = TEST_TOKEN
             self.emulator = BotApiEmulator(token=token)
             api_base = await self.emulator.start()
-        zipkin = opts.zipkin_endpoint
-        if not zipkin:
+        tracing = {"OTEL_EXPORTER_ZIPKIN_ENDPOINT": opts.zipkin_endpoint or ""}
+        if not opts.zipkin_endpoint:
             from voxmesh.emulator.zipkin import ZipkinCollector
 
             self.collector = ZipkinCollector()
             await self.collector.start()
-            zipkin = self.collector.endpoint
+            # Both of the collector's doors: OTLP, the default exporter, and
+            # Zipkin JSON for OTEL_TRACES_EXPORTER=zipkin.
+            tracing = {
+                "OTEL_EXPORTER_ZIPKIN_ENDPOINT": self.collector.endpoint,
+                "OTEL_EXPORTER_OTLP_ENDPOINT": self.collector.base_url,
+            }
 
         for name in ALL_SERVICES:
             self.ports[name] = free_port()
@@ -128,7 +134,7 @@ class Mesh:
             "REDIS_URL": self.redis_url,
             "TELEGRAM_BOT_TOKEN": token,
             "TELEGRAM_API_BASE": api_base or "https://api.telegram.org",
-            "OTEL_EXPORTER_ZIPKIN_ENDPOINT": zipkin,
+            **tracing,
             "BILLING_TARGET": self.target("billing"),
             "TRANSCRIBER_TARGET": self.target("transcriber"),
             "NOTIFIER_TARGET": self.target("notifier"),

@@ -18,6 +18,7 @@ from google.protobuf import duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from voxmesh.common.v1 import common_pb2
+from voxmesh.redaction import redact
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
@@ -63,10 +64,16 @@ class ServiceError(Exception):
         the caller would get neither the code nor the ErrorInfo.
         """
         info = error_details_pb2.ErrorInfo(reason=self.reason, domain=domain)
-        info.metadata.update({k[:64]: _cap(v, 256) for k, v in list(self.metadata.items())[:16]})
+        # A message built from a library's exception can hold a URL with the bot
+        # token or a DSN password: neither may reach the caller.
+        info.metadata.update(
+            {k[:64]: _cap(redact(v), 256) for k, v in list(self.metadata.items())[:16]}
+        )
         if trace_id:
             info.metadata["trace_id"] = trace_id
-        status = status_pb2.Status(code=self.code.value[0], message=_cap(self.message, 1024))
+        status = status_pb2.Status(
+            code=self.code.value[0], message=_cap(redact(self.message), 1024)
+        )
         status.details.add().Pack(info)
         if self.retry_after is not None:
             delay = duration_pb2.Duration()

@@ -50,7 +50,7 @@ from voxmesh.errors import (
     ServiceError,
     Unavailable,
 )
-from voxmesh.metrics import MethodMetrics, Metrics
+from voxmesh.metrics import GRPC_TYPES, ClientMetrics, MethodMetrics, Metrics
 from voxmesh.telemetry import HEALTH_SERVICE, current_trace_id
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,8 @@ class ServerCalls:
         """``handler`` of the full ``method`` (``/pkg.Service/Name``) inside the call frame."""
         if method.startswith(_PASSTHROUGH):
             return handler
-        call = _Call(method, self._metrics.for_method(method.rsplit("/", 1)[-1]))
+        grpc_type = GRPC_TYPES[(handler.request_streaming, handler.response_streaming)]
+        call = _Call(method, self._metrics.for_method(method, grpc_type))
         return rewrap(
             handler,
             unary=lambda behavior: self._wrap_unary(behavior, call),
@@ -236,11 +237,10 @@ class ServerCalls:
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             span, token = self._open_span(call, context)
             budget = self._budget(context)
-            start = time.monotonic()
+            start = call.metrics.start()
             code = grpc.StatusCode.OK
             failure: str | None = None
             ended = False
-            call.metrics.in_flight.inc()
             try:
                 with deadline.bound(budget, margin=self._margin):
                     async with asyncio.timeout(budget):
@@ -267,11 +267,10 @@ class ServerCalls:
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             span, token = self._open_span(call, context)
             budget = self._budget(context)
-            start = time.monotonic()
+            start = call.metrics.start()
             code = grpc.StatusCode.OK
             failure: str | None = None
             ended = False
-            call.metrics.in_flight.inc()
             try:
                 with deadline.bound(budget, margin=self._margin):
                     async with asyncio.timeout(budget):
@@ -302,8 +301,7 @@ class ServerCalls:
     ) -> None:
         """Record the call's outcome: metrics, the log line, the span's status and end."""
         elapsed = time.monotonic() - start
-        call.metrics.in_flight.dec()
-        call.metrics.observe(code.name, elapsed)
+        call.metrics.observe(code.name, start)
         level = level_for(code)
         if log.isEnabledFor(level):
             log.log(
@@ -422,79 +420,108 @@ class _MetadataSetter(Setter[grpc.aio.Metadata]):
 _metadata_setter = _MetadataSetter()
 
 
-def _fail(span: Span, exc: BaseException) -> None:
+def _outcome(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The status a client call that raised ``exc`` ended with."""
     if isinstance(exc, grpc.aio.AioRpcError):
-        _finish(span, exc.code(), exc.details(), server=False)
-    elif isinstance(exc, asyncio.CancelledError):
-        _finish(span, grpc.StatusCode.CANCELLED, "cancelled by the caller", server=False)
-    else:
-        _finish(span, grpc.StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}", server=False)
+        return exc.code(), exc.details() or ""
+    if isinstance(exc, asyncio.CancelledError):
+        return grpc.StatusCode.CANCELLED, "cancelled by the caller"
+    return grpc.StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}"
+
+
+class _Attempt:
+    """One client call's span (when traced) and metric series, ended once."""
+
+    __slots__ = ("metrics", "span", "start")
+
+    def __init__(self, span: Span | None, metrics: MethodMetrics | None) -> None:
+        self.span = span
+        self.metrics = metrics
+        self.start = metrics.start() if metrics is not None else 0.0
+
+    def end(self, code: grpc.StatusCode, description: str | None = None) -> None:
+        if self.metrics is not None:
+            self.metrics.observe(code.name, self.start)
+            self.metrics = None
+        if self.span is not None:
+            _finish(self.span, code, description, server=False)
+            self.span.end()
+            self.span = None
+
+    def fail(self, exc: BaseException) -> None:
+        self.end(*_outcome(exc))
 
 
 class _ClientCalls:
-    """What every client call goes through: its span, trace headers and deadline."""
+    """What every client call goes through: its span, trace headers, deadline and metrics."""
+
+    grpc_type = "unary"
 
     def __init__(
-        self, tracer_provider: TracerProvider | None, default_timeout: float | None = None
+        self,
+        tracer_provider: TracerProvider | None,
+        default_timeout: float | None = None,
+        metrics: ClientMetrics | None = None,
     ) -> None:
         self._tracer = trace.get_tracer(_TRACER_NAME, tracer_provider=tracer_provider)
         self._default_timeout = default_timeout
+        self._metrics = metrics
 
     def _prepare(
         self, details: grpc.aio.ClientCallDetails, default: float | None = None
-    ) -> tuple[Span | None, grpc.aio.ClientCallDetails]:
+    ) -> tuple[_Attempt | None, grpc.aio.ClientCallDetails]:
         method = details.method
         # grpc passes the method as bytes (grpc/grpc#31092).
         if isinstance(method, bytes):
             method = method.decode()
+        metrics = (
+            self._metrics.for_method(method, self.grpc_type) if self._metrics is not None else None
+        )
         if method.startswith(_HEALTH_PREFIX) or not is_instrumentation_enabled():
-            return None, _with_deadline(details, None, default)
+            attempt = _Attempt(None, metrics) if metrics is not None else None
+            return attempt, _with_deadline(details, None, default)
         name, _, attributes = describe(method)
         span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
         metadata = grpc.aio.Metadata(*details.metadata) if details.metadata else grpc.aio.Metadata()
         propagate.inject(metadata, trace.set_span_in_context(span), setter=_metadata_setter)
-        return span, _with_deadline(details, metadata, default)
+        return _Attempt(span, metrics), _with_deadline(details, metadata, default)
 
     @staticmethod
-    async def _unary(span: Span | None, call: Awaitable[Any]) -> Any:
+    async def _unary(attempt: _Attempt | None, call: Awaitable[Any]) -> Any:
         """The call, once it has ended (its span with it); its error reaches the caller."""
-        if span is None:
+        if attempt is None:
             return await call
         try:
             done = await call
             code = await done.code()
-            if code is not grpc.StatusCode.OK:
-                _finish(span, code, await done.details(), server=False)
+            attempt.end(code, await done.details() if code is not grpc.StatusCode.OK else None)
             return done
         except BaseException as exc:
-            _fail(span, exc)
+            attempt.fail(exc)
             raise
-        finally:
-            span.end()
 
     @staticmethod
-    async def _streamed(span: Span | None, call: Awaitable[Any]) -> Any:
-        """The call once started; with a span, its responses, which end the span with them."""
-        if span is None:
+    async def _streamed(attempt: _Attempt | None, call: Awaitable[Any]) -> Any:
+        """The call once started; with an attempt, its responses, which end it with them."""
+        if attempt is None:
             return await call
         try:
             started = await call
         except BaseException as exc:
-            _fail(span, exc)
-            span.end()
+            attempt.fail(exc)
             raise
-        return _ClientCalls._stream(span, started)
+        return _ClientCalls._stream(attempt, started)
 
     @staticmethod
-    async def _stream(span: Span, call: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async def _stream(attempt: _Attempt, call: AsyncIterator[Any]) -> AsyncIterator[Any]:
         try:
             async for response in call:
                 yield response
         except BaseException as exc:
-            _fail(span, exc)
+            attempt.fail(exc)
             raise
         finally:
-            span.end()
+            attempt.end(grpc.StatusCode.OK)  # a no-op when it failed above
 
 
 class _UnaryUnary(_ClientCalls, grpc.aio.UnaryUnaryClientInterceptor):
@@ -502,46 +529,55 @@ class _UnaryUnary(_ClientCalls, grpc.aio.UnaryUnaryClientInterceptor):
         self, continuation: Any, client_call_details: Any, request: Any
     ) -> Any:
         # Only a unary call gets the default: a stream's length is its caller's to bound.
-        span, details = self._prepare(client_call_details, self._default_timeout)
-        return await self._unary(span, continuation(details, request))
+        attempt, details = self._prepare(client_call_details, self._default_timeout)
+        return await self._unary(attempt, continuation(details, request))
 
 
 class _StreamUnary(_ClientCalls, grpc.aio.StreamUnaryClientInterceptor):
+    grpc_type = "client_stream"
+
     async def intercept_stream_unary(
         self, continuation: Any, client_call_details: Any, request_iterator: Any
     ) -> Any:
-        span, details = self._prepare(client_call_details)
-        return await self._unary(span, continuation(details, request_iterator))
+        attempt, details = self._prepare(client_call_details)
+        return await self._unary(attempt, continuation(details, request_iterator))
 
 
 class _UnaryStream(_ClientCalls, grpc.aio.UnaryStreamClientInterceptor):
+    grpc_type = "server_stream"
+
     async def intercept_unary_stream(
         self, continuation: Any, client_call_details: Any, request: Any
     ) -> Any:
-        span, details = self._prepare(client_call_details)
-        return await self._streamed(span, continuation(details, request))
+        attempt, details = self._prepare(client_call_details)
+        return await self._streamed(attempt, continuation(details, request))
 
 
 class _StreamStream(_ClientCalls, grpc.aio.StreamStreamClientInterceptor):
+    grpc_type = "bidi_stream"
+
     async def intercept_stream_stream(
         self, continuation: Any, client_call_details: Any, request_iterator: Any
     ) -> Any:
-        span, details = self._prepare(client_call_details)
-        return await self._streamed(span, continuation(details, request_iterator))
+        attempt, details = self._prepare(client_call_details)
+        return await self._streamed(attempt, continuation(details, request_iterator))
 
 
 def client_interceptors(
-    *, tracer_provider: TracerProvider | None = None, default_timeout: float | None = None
+    *,
+    tracer_provider: TracerProvider | None = None,
+    default_timeout: float | None = None,
+    metrics: ClientMetrics | None = None,
 ) -> Sequence[grpc.aio.ClientInterceptor]:
-    """One interceptor per call type: span, trace headers, deadline.
+    """One interceptor per call type: span, trace headers, deadline, ``grpc_client_*`` metrics.
 
     A unary call made with no timeout of its own and outside any served
     call's deadline gets ``default_timeout``: no call waits forever on a
     peer that never answers.
     """
     return [
-        _UnaryUnary(tracer_provider, default_timeout),
-        _UnaryStream(tracer_provider),
-        _StreamUnary(tracer_provider),
-        _StreamStream(tracer_provider),
+        _UnaryUnary(tracer_provider, default_timeout, metrics),
+        _UnaryStream(tracer_provider, metrics=metrics),
+        _StreamUnary(tracer_provider, metrics=metrics),
+        _StreamStream(tracer_provider, metrics=metrics),
     ]

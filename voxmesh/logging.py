@@ -2,7 +2,7 @@
 
 Configured once from ``main()`` (:func:`setup`); modules only call
 ``logging.getLogger(__name__)``. Secrets never reach a record: the bot token
-is redacted from every message as a last line of defence.
+and URL passwords are redacted from every message as a last line of defence.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-from voxmesh.telemetry import redact
+from voxmesh.redaction import redact
 
 _STD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 

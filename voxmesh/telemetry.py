@@ -1,30 +1,45 @@
-"""Tracing set up once per process: provider, sampler, exporter, propagators.
+"""Tracing set up once per process the OpenTelemetry way, plus what spans must never carry.
 
-The exporter is one switch (``VOXMESH_TRACES_EXPORTER``): Zipkin JSON v2 by
-default, OTLP as the alternative, since OpenTelemetry has deprecated its
-Zipkin exporters and Zipkin also ingests OTLP. Propagation extracts and
-injects W3C tracecontext and B3 (single and multi header), so a caller that
-speaks only B3 joins the trace.
+The SDK's own environment configuration decides where spans go:
+``OTEL_TRACES_EXPORTER`` (``otlp`` by default, ``zipkin``, ``console``,
+``none``; several comma-separated) picks exporters by their registered entry
+points, and each exporter reads its own ``OTEL_EXPORTER_*`` variables
+(endpoint, headers, timeout, compression), the batch processor its
+``OTEL_BSP_*`` and the resource ``OTEL_RESOURCE_ATTRIBUTES``. Nothing here
+passes an argument that would override them, except batch defaults tuned for
+our services, and those only where the variable is unset. ``OTEL_PROPAGATORS``
+picks propagators; unset, W3C tracecontext and B3 (single and multi header)
+are all extracted and injected, so a caller that speaks only B3 joins the
+trace.
+
+Every exporting processor sits behind :class:`SpanHygiene`: span names are
+lowercased as Zipkin's v2 spec asks (the Redis, SQL and HTTP instrumentations
+name spans ``EVALSHA``, ``SELECT``, ``POST``), and no secret (the bot token, a
+DSN password) leaves the process in any field of a span.
 """
 
 from __future__ import annotations
 
 import logging
-import re
+import os
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
+from importlib.metadata import entry_points
 from typing import Any
 
-import orjson
 import yarl
 from opentelemetry import propagate, trace
-from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.propagators.b3 import B3MultiFormat, B3SingleFormat
 from opentelemetry.propagators.composite import CompositePropagator
-from opentelemetry.propagators.textmap import Getter, default_getter
+from opentelemetry.propagators.textmap import Getter, TextMapPropagator, default_getter
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import (
+    ReadableSpan,
+    Span,
+    SpanProcessor,
+    TracerProvider,
+)
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
@@ -35,25 +50,59 @@ from opentelemetry.sdk.trace.sampling import (
     SamplingResult,
     TraceIdRatioBased,
 )
-from opentelemetry.trace import Link, SpanKind, StatusCode
+from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import Attributes
 
 from voxmesh.config import TelemetrySettings
+from voxmesh.redaction import REDACTOR, Redactor, redact
 
 log = logging.getLogger(__name__)
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
-_TOKEN_RE = re.compile(r"/bot\d+:[A-Za-z0-9_-]+")
-
-
-def redact(text: str) -> str:
-    """Remove a Telegram bot token from a URL or message."""
-    return _TOKEN_RE.sub("/bot<redacted>", text)
 
 
 def _redact_url(url: yarl.URL) -> str:
     return redact(str(url.with_query(None)))
+
+
+class SpanHygiene(SpanProcessor):
+    """What every span passes before the processors that export it.
+
+    At start, its name is lowercased and cleaned of secrets (Zipkin's v2
+    spec wants lowercase names; the libraries' instrumentations use
+    ``EVALSHA``, ``SELECT``, ``POST``). At end, every field that can carry
+    text (attributes, event attributes such as ``exception.message`` and
+    ``exception.stacktrace``, link attributes, the status description) is
+    redacted: an instrumentation that records an exception whose message
+    holds a Telegram URL would otherwise export the bot token.
+    """
+
+    def __init__(self, inner: Sequence[SpanProcessor], redactor: Redactor | None = None) -> None:
+        self._inner = tuple(inner)
+        self._redactor = redactor if redactor is not None else REDACTOR
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        name = span.name
+        # Redacted before lowercasing: a configured secret matches in its own case.
+        clean = (self._redactor.redact(name) if self._redactor.leaks(name) else name).lower()
+        if clean != name:
+            span.update_name(clean)
+        for processor in self._inner:
+            processor.on_start(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        clean = self._redactor.span(span)
+        for processor in self._inner:
+            processor.on_end(clean)
+
+    def shutdown(self) -> None:
+        for processor in self._inner:
+            processor.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        flushed = [p.force_flush(timeout_millis) for p in self._inner]  # every one, no short cut
+        return all(flushed)
 
 
 class _NeverSampleHealth(Sampler):
@@ -107,188 +156,65 @@ def make_sampler(settings: TelemetrySettings) -> Sampler:
     return _NeverSampleHealth(inner)
 
 
-def _remote_service(attrs: Mapping[str, Any]) -> str | None:
-    if "peer.service" in attrs:
-        return str(attrs["peer.service"])
-    if "rpc.service" in attrs:
-        # "billing.v1.BillingService" -> "billing": the peer's Zipkin service name.
-        return str(attrs["rpc.service"]).split(".", 1)[0].lower()
-    if "db.system" in attrs or "db.system.name" in attrs:
-        return str(attrs.get("db.system.name") or attrs["db.system"]).lower()
-    host = attrs.get("server.address") or attrs.get("net.peer.name")
-    if host:
-        return "telegram-bot-api" if "telegram" in str(host) else str(host).lower()
-    return None
-
-
-# Zipkin's kinds by SpanKind's value: hashing the enum itself runs Python code per span.
-_ZIPKIN_KINDS = {
-    SpanKind.SERVER.value: "SERVER",
-    SpanKind.CLIENT.value: "CLIENT",
-    SpanKind.PRODUCER.value: "PRODUCER",
-    SpanKind.CONSUMER.value: "CONSUMER",
+# OTEL_TRACES_EXPORTER's names, as the SDK's auto-configuration maps them to the
+# exporters' entry points ("otlp" with OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf).
+_EXPORTER_ENTRY_POINTS = {
+    "otlp": "otlp_proto_http",
+    "zipkin": "zipkin_json",
+    "console": "console",
 }
 
 
-class ZipkinV2Encoder:
-    """Zipkin's JSON v2 encoding of finished spans, written for the export thread's CPU.
-
-    It replaces the OpenTelemetry encoder, which was about 40 % of what tracing cost a
-    process (`python -m bench.tracing`): tags rebuilt through several dict copies,
-    resource and scope tags copied onto every span, every field read through a property
-    (attributes through a read-only proxy), and the stdlib json encoder. This one reads
-    ReadableSpan's fields directly (opentelemetry-sdk is pinned; a renamed field fails
-    the tracing tests) and encodes with orjson, for a third of the CPU. It also matches
-    the spec where the stock one does not:
-
-    - no ``"kind": null`` on local spans (the spec's enum has no null: the field is omitted);
-    - ``remoteEndpoint`` on client and producer spans, which Zipkin's dependency graph is
-      built from, derived from the span's semantic attributes;
-    - ``duration`` at least 1 µs ("durations of less than one are rounded up"), where a
-      zero would make Zipkin reject the whole batch;
-    - no ``"debug": true`` on every sampled span: debug asks Zipkin to store a span whatever
-      its sampling policy, which is B3's debug flag, not OpenTelemetry's sampled flag;
-    - no resource (sdk version, instance id) or scope tags: they are the same for the
-      whole process, doubled the bytes exported, and localEndpoint already names the service.
-
-    Tag values are strings, cut to ``max_tag_value_length`` characters when it is set, as
-    the stock encoder does; sequences and span events (exceptions) go through the stock
-    encoder's rules, which are rare enough not to matter.
-    """
-
-    def __init__(self, max_tag_value_length: int | None = None) -> None:
-        from opentelemetry.exporter.zipkin.json.v2 import JsonV2Encoder
-
-        self._max = max_tag_value_length or None
-        self._stock = JsonV2Encoder(max_tag_value_length or 0)
-
-    @staticmethod
-    def content_type() -> str:
-        return "application/json"
-
-    @staticmethod
-    def install(exporter: Any) -> None:
-        exporter.encoder = ZipkinV2Encoder(exporter.encoder.max_tag_value_length)
-
-    def serialize(self, spans: Sequence[ReadableSpan], local_endpoint: Any) -> bytes:
-        local: dict[str, Any] = {"serviceName": local_endpoint.service_name}
-        if local_endpoint.ipv4 is not None:
-            local["ipv4"] = str(local_endpoint.ipv4)
-        if local_endpoint.ipv6 is not None:
-            local["ipv6"] = str(local_endpoint.ipv6)
-        if local_endpoint.port is not None:
-            local["port"] = local_endpoint.port
-        encode = self.encode_span
-        return orjson.dumps([encode(span, local) for span in spans])
-
-    def encode_span(self, span: ReadableSpan, local: dict[str, Any]) -> dict[str, Any]:
-        ctx = span._context
-        assert ctx is not None  # the SDK always sets it
-        start = span._start_time or 0
-        end = span._end_time or start
-        out: dict[str, Any] = {
-            "traceId": format(ctx.trace_id, "032x"),
-            "id": format(ctx.span_id, "016x"),
-            "name": span._name,
-            "timestamp": (start + 500) // 1000,
-            "duration": max((end - start + 500) // 1000, 1),
-            "localEndpoint": local,
-        }
-        parent = span._parent
-        if parent is not None:
-            out["parentId"] = format(parent.span_id, "016x")
-        raw = span._attributes
-        # An ended span's attributes are frozen: its plain dict can be read as is.
-        attrs: Mapping[str, Any] = raw._dict if type(raw) is BoundedAttributes else (raw or {})
-        kind = _ZIPKIN_KINDS.get(span._kind._value_)
-        if kind is not None:
-            out["kind"] = kind
-            if kind in {"CLIENT", "PRODUCER"}:
-                remote = _remote_endpoint(attrs)
-                if remote:
-                    out["remoteEndpoint"] = remote
-        tags = self._tags(attrs) if attrs else {}
-        status = span._status
-        if status.status_code is StatusCode.ERROR:
-            tags["otel.status_code"] = "ERROR"
-            tags["error"] = (status.description or "error")[: self._max]
-        if tags:
-            out["tags"] = tags
-        if span._events:
-            out["annotations"] = self._stock._extract_annotations_from_events(list(span._events))
-        return out
-
-    def _tags(self, attrs: Mapping[str, Any]) -> dict[str, str]:
-        cut = self._max
-        tags: dict[str, str] = {}
-        for key, value in attrs.items():
-            kind = type(value)
-            if kind is str:
-                text: str | None = value
-            elif kind is bool:
-                text = "true" if value else "false"
-            elif kind is int or kind is float:
-                text = str(value)
-            else:
-                text = self._stock._extract_tags_from_dict({key: value}).get(key)
-            if text is None:
-                continue
-            tags[key] = text if cut is None or len(text) <= cut else text[:cut]
-        return tags
+def make_exporters(settings: TelemetrySettings) -> list[SpanExporter]:
+    """The exporters ``OTEL_TRACES_EXPORTER`` names, each configured by its own variables."""
+    out: list[SpanExporter] = []
+    for name in settings.exporters:
+        point = _EXPORTER_ENTRY_POINTS[name]
+        found = entry_points(group="opentelemetry_traces_exporter", name=point)
+        if not found:
+            raise RuntimeError(
+                f"OTEL_TRACES_EXPORTER={name}: the {point} exporter is not installed"
+            )
+        out.append(next(iter(found)).load()())
+    return out
 
 
-def _remote_endpoint(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    remote: dict[str, Any] = {}
-    name = _remote_service(attrs)
-    if name:
-        remote["serviceName"] = name
-    port = attrs.get("server.port") or attrs.get("net.peer.port")
-    if isinstance(port, int) and 0 < port < 65536:
-        remote["port"] = port
-    return remote
+# Defaults for a busy service, each used only where its OTEL_BSP_* variable is unset:
+# a batch leaves every 500 ms or at 2,048 spans (an HTTP POST costs the process about
+# as much CPU as encoding 200 spans), and the queue holds about two seconds of spans
+# at 1,500 RPC/s, so a collector that stalls for a moment costs none.
+def batch_processor(
+    exporter: SpanExporter, env: Mapping[str, str] | None = None
+) -> BatchSpanProcessor:
+    environ = os.environ if env is None else env
+
+    def default(var: str, value: int) -> int | None:
+        return None if environ.get(var) else value
+
+    return BatchSpanProcessor(
+        exporter,
+        max_queue_size=default("OTEL_BSP_MAX_QUEUE_SIZE", 8192),
+        schedule_delay_millis=default("OTEL_BSP_SCHEDULE_DELAY", 500),
+        max_export_batch_size=default("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 2048),
+    )
 
 
-def make_exporter(settings: TelemetrySettings) -> SpanExporter | None:
-    if settings.exporter == "none":
-        return None
-    if settings.exporter == "otlp":
-        # OTLP/HTTP with protobuf bodies: what Zipkin ingests (zipkin-otel) besides
-        # every OpenTelemetry collector. OTEL_EXPORTER_OTLP_ENDPOINT is the base URL;
-        # the signal's path is appended, as the OTLP exporter spec says.
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        endpoint = settings.otlp_endpoint.rstrip("/") + "/v1/traces"
-        return OTLPSpanExporter(endpoint=endpoint, timeout=5)
-    from opentelemetry.exporter.zipkin.json import ZipkinExporter
-
-    exporter = ZipkinExporter(endpoint=settings.zipkin_endpoint, timeout=5)
-    ZipkinV2Encoder.install(exporter)
-    return exporter
+def make_resource(settings: TelemetrySettings) -> Resource:
+    """The SDK's resource (OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME); our name if it has none."""
+    resource = Resource.create()
+    if str(resource.attributes.get(SERVICE_NAME, "unknown_service")).startswith("unknown_service"):
+        resource = resource.merge(Resource({SERVICE_NAME: settings.service_name}))
+    return resource
 
 
 def make_tracer_provider(
     settings: TelemetrySettings, exporter: SpanExporter | None = None
 ) -> TracerProvider:
-    provider = TracerProvider(
-        resource=Resource.create({SERVICE_NAME: settings.service_name}),
-        sampler=make_sampler(settings),
-    )
-    exporter = exporter if exporter is not None else make_exporter(settings)
-    if exporter is not None:
-        # A batch leaves every 500 ms or at 2,048 spans, whichever comes first: an
-        # HTTP POST (requests) costs the process about as much CPU as exporting 200
-        # spans, a quarter of the export thread with the SDK's 512-span batches.
-        # The queue holds about two seconds of a busy service's spans (three per RPC
-        # at 1,500 RPC/s), so a collector that stalls for a moment costs no spans;
-        # the SDK's 2,048 dropped spans after half a second.
-        provider.add_span_processor(
-            BatchSpanProcessor(
-                exporter,
-                schedule_delay_millis=500,
-                max_export_batch_size=2048,
-                max_queue_size=8192,
-            )
-        )
+    """A provider whose spans go to ``exporter``, or to those the environment names."""
+    provider = TracerProvider(resource=make_resource(settings), sampler=make_sampler(settings))
+    exporters = [exporter] if exporter is not None else make_exporters(settings)
+    if exporters:
+        provider.add_span_processor(SpanHygiene([batch_processor(e) for e in exporters]))
     return provider
 
 
@@ -319,8 +245,17 @@ class _Propagator(CompositePropagator):
         return self._w3c.extract(carrier, base, getter)
 
 
-def propagator() -> CompositePropagator:
-    return _Propagator()
+def propagator(names: Sequence[str] = ()) -> TextMapPropagator:
+    """The propagators OTEL_PROPAGATORS names (by their entry points), or ours by default."""
+    if not names:
+        return _Propagator()
+    loaded: list[TextMapPropagator] = []
+    for name in names:
+        if name == "none":
+            continue
+        (point,) = entry_points(group="opentelemetry_propagator", name=name)
+        loaded.append(point.load()())
+    return CompositePropagator(loaded)
 
 
 def setup(settings: TelemetrySettings) -> TracerProvider:
@@ -329,15 +264,13 @@ def setup(settings: TelemetrySettings) -> TracerProvider:
     Called once from a service's ``main()``; tests build providers with
     :func:`make_tracer_provider` instead and pass them explicitly.
     """
+    REDACTOR.add(settings.secrets)
     provider = make_tracer_provider(settings)
     trace.set_tracer_provider(provider)
-    propagate.set_global_textmap(propagator())
+    propagate.set_global_textmap(propagator(settings.propagators))
     # The asyncpg wrapper alone costs billing ~15 % of its CPU; skip the
     # per-statement hooks entirely when no span could ever be recorded.
-    if settings.exporter != "none" and settings.sampler not in {
-        "always_off",
-        "parentbased_always_off",
-    }:
+    if settings.exporters and settings.sampler not in {"always_off", "parentbased_always_off"}:
         instrument_libraries(provider)
     return provider
 
@@ -389,7 +322,10 @@ def current_trace_id() -> str:
 
 
 __all__ = [
+    "REDACTOR",
     "Link",
+    "Redactor",
+    "SpanHygiene",
     "current_trace_id",
     "make_tracer_provider",
     "propagator",

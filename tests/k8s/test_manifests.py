@@ -51,21 +51,6 @@ EXTERNAL_SECRETS = {
 GPU = "nvidia.com/gpu"
 
 
-@pytest.fixture(scope="module")
-def rendered() -> dict[str, list[Manifest]]:
-    return {name: render(overlay_dir(name)) for name in OVERLAYS}
-
-
-@pytest.fixture(params=OVERLAYS)
-def overlay(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def docs(rendered: dict[str, list[Manifest]], overlay: str) -> list[Manifest]:
-    return rendered[overlay]
-
-
 # ---------------------------------------------------------------- helpers
 
 
@@ -104,7 +89,8 @@ def main_container(workload: Manifest) -> dict[str, Any]:
 def env_of(docs: list[Manifest], container: dict[str, Any]) -> dict[str, Any]:
     """The container's environment: envFrom ConfigMaps first, then env (as kubelet does).
 
-    Plain values map to strings; secret references to ("secret", name, key).
+    Plain values map to strings; secret references to ("secret", name, key); the
+    downward API to ("field", path).
     """
     env: dict[str, Any] = {}
     configmaps = of_kind(docs, "ConfigMap")
@@ -305,7 +291,7 @@ def test_every_workload_is_hardened(docs: list[Manifest]) -> None:
 
 def test_every_deployment_has_readiness_and_liveness_probes(docs: list[Manifest]) -> None:
     deployments = of_kind(docs, "Deployment")
-    assert set(SERVICES) | {"zipkin"} == set(deployments)
+    assert set(SERVICES) | {"zipkin", "otel-collector"} == set(deployments)
     for name, deployment in deployments.items():
         for c in containers(deployment, init=False):
             assert "readinessProbe" in c and "livenessProbe" in c, f"{name}/{c['name']}"
@@ -363,7 +349,12 @@ def test_service_environment_contract(docs: list[Manifest], overlay: str, servic
     env = env_of(docs, c)
     assert env["OTEL_SERVICE_NAME"] == service
     assert env["VOXMESH_LOG_FORMAT"] == "json"
+    # OTLP to the Collector; Zipkin direct is one variable away.
+    assert env["OTEL_TRACES_EXPORTER"] == "otlp"
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4318"
     assert env["OTEL_EXPORTER_ZIPKIN_ENDPOINT"] == "http://zipkin:9411/api/v2/spans"
+    assert env["K8S_POD_NAME"] == ("field", "metadata.name")
+    assert "k8s.pod.name=$(K8S_POD_NAME)" in env["OTEL_RESOURCE_ATTRIBUTES"].split(",")
     assert env["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
     assert 0.0 <= float(env["OTEL_TRACES_SAMPLER_ARG"]) <= 1.0
     assert env["TELEGRAM_API_BASE"].startswith("https://")
@@ -611,21 +602,29 @@ EXPECTED_INGRESS: dict[str, set[tuple[str, str]]] = {
     | grid({PROMETHEUS}, tcp(9187)),
     "redis": grid({app("notifier"), app("gateway")}, tcp(6379)) | grid({PROMETHEUS}, tcp(9121)),
     "zipkin": grid({"pod[*]", PROMETHEUS}, tcp(9411)),
+    "otel-collector": grid({"pod[*]"}, tcp(4317, 4318)) | grid({PROMETHEUS}, tcp(8888)),
 }
 
 BASELINE_EGRESS = grid({DNS}, {"UDP/53", "TCP/53"}) | grid({app("zipkin")}, tcp(9411))
+# The services' and the migration's spans go to the OpenTelemetry Collector.
+OTLP = grid({app("otel-collector")}, tcp(4318))
 TELEGRAM = "telegram"
 EXPECTED_EGRESS: dict[str, set[tuple[str, str]]] = {
-    "billing": BASELINE_EGRESS | grid({PG_PEERS}, tcp(5432)),
-    "migrate": BASELINE_EGRESS | grid({PG_PEERS}, tcp(5432)),
-    "transcriber": BASELINE_EGRESS,
-    "notifier": BASELINE_EGRESS | grid({app("redis")}, tcp(6379)) | grid({TELEGRAM}, tcp(443)),
+    "billing": BASELINE_EGRESS | OTLP | grid({PG_PEERS}, tcp(5432)),
+    "migrate": BASELINE_EGRESS | OTLP | grid({PG_PEERS}, tcp(5432)),
+    "transcriber": BASELINE_EGRESS | OTLP,
+    "notifier": BASELINE_EGRESS
+    | OTLP
+    | grid({app("redis")}, tcp(6379))
+    | grid({TELEGRAM}, tcp(443)),
     "gateway": BASELINE_EGRESS
+    | OTLP
     | {(app(s), f"TCP/{p}") for s, p in GRPC_PORTS.items()}
     | grid({app("redis")}, tcp(6379))
     | grid({TELEGRAM}, tcp(443)),
     "redis": BASELINE_EGRESS,
     "zipkin": BASELINE_EGRESS,
+    "otel-collector": BASELINE_EGRESS,
 }
 
 
@@ -732,124 +731,3 @@ def test_redis_persists_the_outbox(docs: list[Manifest]) -> None:
     assert memory_limit.endswith("Mi") and int(settings["maxmemory"].removesuffix("mb")) < int(
         memory_limit.removesuffix("Mi")
     )
-
-
-# ---------------------------------------------------------------- observability
-
-DASHBOARD_METRICS = {
-    "voxmesh_rpc_server_requests_total",
-    "voxmesh_rpc_server_latency_seconds_bucket",
-    "voxmesh_transcriber_streams_active",
-    "voxmesh_transcriber_streams_queued",
-    "voxmesh_transcriber_audio_seconds_total",
-    "voxmesh_transcriber_rtf_bucket",
-    "voxmesh_transcriber_gpu_memory_bytes",
-    "voxmesh_billing_holds_open",
-    "voxmesh_billing_credits_captured_total",
-    "voxmesh_notifier_queue_depth",
-    "voxmesh_notifier_telegram_429_total",
-    "voxmesh_notifier_ratelimit_wait_seconds_bucket",
-}
-ALERT_METRICS = {
-    "voxmesh_rpc_server_requests_total",  # error rate
-    "voxmesh_rpc_server_latency_seconds_bucket",  # p99 latency
-    "voxmesh_transcriber_streams_queued",  # queue depth
-    "voxmesh_notifier_queue_depth",  # queue depth
-    "voxmesh_billing_holds_expired_total",  # hold expiries
-}
-
-
-def load_dashboard() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(
-        (K8S_DIR / "observability" / "grafana-dashboard.json").read_text()
-    )
-    return data
-
-
-def load_alert_groups() -> list[dict[str, Any]]:
-    groups: list[dict[str, Any]] = yaml.safe_load(
-        (K8S_DIR / "observability" / "alerts.yaml").read_text()
-    )["groups"]
-    return groups
-
-
-def test_dashboard_is_shipped_as_a_configmap(docs: list[Manifest]) -> None:
-    cm = one(docs, "ConfigMap", "voxmesh-grafana-dashboard")
-    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
-    assert json.loads(cm["data"]["voxmesh.json"]) == load_dashboard()
-
-
-def test_dashboard_panels_query_every_metric_with_valid_promql() -> None:
-    dashboard = load_dashboard()
-    panels = dashboard["panels"]
-    ids = [p["id"] for p in panels]
-    assert len(ids) == len(set(ids))
-    seen: set[str] = set()
-    for panel in panels:
-        if panel["type"] == "row":
-            continue
-        assert panel["title"] and panel["gridPos"]["w"] > 0
-        assert panel["targets"], panel["title"]
-        for target in panel["targets"]:
-            seen |= metric_names(grafana_to_promql(target["expr"]))
-    assert seen >= DASHBOARD_METRICS, DASHBOARD_METRICS - seen
-    assert {v["name"] for v in dashboard["templating"]["list"]} == {"datasource", "service"}
-
-
-def test_alert_rules_are_valid_and_cover_the_failure_modes() -> None:
-    groups = load_alert_groups()
-    seen: set[str] = set()
-    names: list[str] = []
-    for group in groups:
-        for rule in group["rules"]:
-            names.append(rule["alert"])
-            seen |= metric_names(rule["expr"])
-            assert rule["labels"]["severity"] in {"warning", "critical"}
-            assert rule["annotations"]["summary"]
-            assert re.fullmatch(r"\d+[smh]", rule["for"])
-    assert len(names) == len(set(names))
-    assert seen >= ALERT_METRICS, ALERT_METRICS - seen
-
-
-def test_alert_rules_ship_as_configmap_and_prometheusrule(
-    docs: list[Manifest], overlay: str
-) -> None:
-    cm = one(docs, "ConfigMap", "voxmesh-prometheus-rules")
-    assert yaml.safe_load(cm["data"]["voxmesh-alerts.yaml"])["groups"] == load_alert_groups()
-    rules = of_kind(docs, "PrometheusRule")
-    if overlay == "dev":
-        assert rules == {}
-    else:
-        assert rules["voxmesh"]["spec"]["groups"] == load_alert_groups()
-
-
-def test_pods_carry_prometheus_scrape_annotations(docs: list[Manifest]) -> None:
-    for workload in workloads(docs):
-        if workload["kind"] == "Job":
-            continue
-        annotations = workload["spec"]["template"]["metadata"]["annotations"]
-        ports = {
-            p["containerPort"] for c in containers(workload, init=False) for p in c.get("ports", [])
-        }
-        name = workload["metadata"]["name"]
-        assert annotations["prometheus.io/scrape"] == "true", name
-        assert int(annotations["prometheus.io/port"]) in ports, name
-        assert annotations["prometheus.io/path"].startswith("/"), name
-
-
-def test_service_monitors_in_prod(docs: list[Manifest], overlay: str) -> None:
-    monitors = of_kind(docs, "ServiceMonitor")
-    if overlay == "dev":
-        assert monitors == {}
-        return
-    services = of_kind(docs, "Service")
-    assert set(SERVICES) <= set(monitors)
-    for name, monitor in monitors.items():
-        selected = monitor["spec"]["selector"]["matchLabels"]
-        matching = [
-            s for s in services.values() if selected.items() <= s["metadata"]["labels"].items()
-        ]
-        assert len(matching) == 1, name
-        port_names = {p["name"] for p in matching[0]["spec"]["ports"]}
-        for endpoint in monitor["spec"]["endpoints"]:
-            assert endpoint["port"] in port_names, name

@@ -33,4 +33,7 @@ async def test_sends_record_waits_429s_and_depth(notifier: Any, emulator: BotApi
     assert _value(text, "voxmesh_notifier_telegram_429_total") >= 1
     assert _value(text, "voxmesh_notifier_queue_depth") >= 0
     # The RED metrics of the gRPC server live in the same registry.
-    assert 'voxmesh_rpc_server_requests_total{code="OK",method="Send",service="notifier"}' in text
+    assert (
+        'grpc_server_handled_total{grpc_code="OK",grpc_method="Send",'
+        'grpc_service="notifier.v1.NotifierService",grpc_type="unary"}'
+    ) in text

@@ -1,4 +1,4 @@
-"""VOXMESH_TRACES_EXPORTER=otlp: a service's spans reach the collector over OTLP/HTTP."""
+"""OTLP, the default exporter: a service's spans reach the collector over OTLP/HTTP."""
 
 from __future__ import annotations
 
@@ -37,16 +37,13 @@ async def collector() -> AsyncIterator[ZipkinCollector]:
     await c.stop()
 
 
-async def test_otlp_switch_exports_client_and_server_spans(collector: ZipkinCollector) -> None:
-    settings = TelemetrySettings.from_env(
-        {
-            "VOXMESH_TRACES_EXPORTER": "otlp",
-            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.base_url,
-            # The Zipkin endpoint stays at its default, where nothing listens:
-            # whatever arrives came over OTLP.
-        },
-        "billing",
-    )
+async def test_otlp_exports_client_and_server_spans(
+    collector: ZipkinCollector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No OTEL_TRACES_EXPORTER: OTLP, the spec's default, read by the SDK from the environment.
+    monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.base_url)
+    settings = TelemetrySettings.from_env({}, "billing")
     provider = telemetry.make_tracer_provider(settings)
     propagate.set_global_textmap(telemetry.propagator())
     servicer = Quote()

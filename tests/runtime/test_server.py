@@ -7,6 +7,7 @@ runtime is checked on its own; the services' own suites cover their logic.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -158,7 +159,7 @@ async def test_unexpected_exception_is_internal_without_internals() -> None:
             assert "Traceback" not in (info.value.details() or "")
             assert error_details(info.value).reason == "INTERNAL"
         text = generate_latest(server.metrics.registry).decode()
-        assert 'method="Quote"' in text and 'code="INTERNAL"' in text
+        assert 'grpc_code="Internal",grpc_method="Quote"' in text
     finally:
         await server.stop(0)
 
@@ -328,8 +329,13 @@ async def test_generic_handlers_get_the_same_call_frame() -> None:
                 await stub.GetUser(billing_pb2.GetUserRequest(user_id=1), timeout=2)
             assert missing.value.code() == grpc.StatusCode.UNIMPLEMENTED
         text = generate_latest(server.metrics.registry).decode()
-        ok = 'voxmesh_rpc_server_requests_total{code="OK",method="Quote",service="billing"} 2.0'
-        assert ok in text
-        assert 'code="FAILED_PRECONDITION",method="Quote"' in text
+        labels = 'grpc_method="Quote",grpc_service="billing.v1.BillingService",grpc_type="unary"'
+        assert f'grpc_server_handled_total{{grpc_code="OK",{labels}}} 2.0' in text
+        assert f'grpc_server_handled_total{{grpc_code="FailedPrecondition",{labels}}} 1.0' in text
+        assert f"grpc_server_started_total{{{labels}}} 3.0" in text
+        assert f"grpc_server_handling_seconds_count{{{labels}}} 3.0" in text
+        assert "process_cpu_seconds_total" in text and "python_info{" in text
+        assert 'voxmesh_build_info{python_version="' in text
+        assert not re.search(r'[{,](service|job|instance)="', text)
     finally:
         await server.stop(0)

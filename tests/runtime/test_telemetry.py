@@ -1,4 +1,5 @@
-"""Tracing: Zipkin-correct spans, B3 and W3C propagation, health never sampled, no tokens."""
+"""Tracing: Zipkin-correct spans (over OTLP, the default exporter), B3 and W3C propagation,
+health never sampled, no tokens."""
 
 from __future__ import annotations
 
@@ -35,9 +36,10 @@ async def collector() -> AsyncIterator[ZipkinCollector]:
 
 
 @pytest.fixture
-def provider(collector: ZipkinCollector) -> TracerProvider:
-    settings = TelemetrySettings(service_name="billing", zipkin_endpoint=collector.endpoint)
-    return telemetry.make_tracer_provider(settings)
+def provider(collector: ZipkinCollector, monkeypatch: pytest.MonkeyPatch) -> TracerProvider:
+    # The OTLP exporter reads its endpoint from the environment, as the SDK documents.
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.base_url)
+    return telemetry.make_tracer_provider(TelemetrySettings(service_name="billing"))
 
 
 async def _serve(provider: TracerProvider) -> GrpcServer:

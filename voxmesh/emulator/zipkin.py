@@ -9,9 +9,10 @@ assert there were none.
 Like a Zipkin server with the zipkin-otel module, it also accepts OTLP/HTTP: ``POST /v1/traces``
 with a protobuf ``ExportTraceServiceRequest`` (optionally gzip-encoded), translated to Zipkin
 spans as zipkin-otel does (service name from the resource; ``remoteEndpoint`` of client and
-producer spans from ``peer.service`` or ``network.peer.address``; attributes, status and scope
-as tags; events as annotations), then validated and stored like the JSON ones. The answer is
-200 with an ``ExportTraceServiceResponse``, or 400 with the reasons.
+producer spans from ``peer.service`` or ``network.peer.address``; attributes, the resource's
+other attributes, status and scope as tags; events as annotations), then validated and
+stored like the JSON ones. The answer is 200 with an ``ExportTraceServiceResponse``, or 400
+with the reasons.
 
 Read API: ``/api/v2/services``, ``/api/v2/spans?serviceName=``,
 ``/api/v2/remoteServices?serviceName=``, ``/api/v2/traces`` (serviceName, spanName,
@@ -23,12 +24,16 @@ answered 415) and Thrift bodies, OTLP/JSON and OTLP/gRPC, the v1 API, ``/api/v2/
 and autocomplete, the UI, storage beyond process memory, sampling, and merging of shared
 client/server spans (spans are kept as received, less null optional fields, which Zipkin's
 decoder skips too). Service and span names are lower-cased for queries, as Zipkin does.
+
+:attr:`ZipkinCollector.requests` records the latest POSTs' paths and headers, so a test can
+see which protocol and headers an exporter used.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import functools
 import gzip
 import ipaddress
@@ -151,10 +156,16 @@ def otlp_to_zipkin(request: ExportTraceServiceRequest) -> list[dict[str, Any]]:
     for resource_spans in request.resource_spans:
         resource = {kv.key: kv.value for kv in resource_spans.resource.attributes}
         service = resource["service.name"].string_value if "service.name" in resource else None
+        # The resource's other attributes (k8s.pod.name, deployment.environment, ...) are
+        # tags of every span, under the span's own attributes.
+        resource_tags = {k: _otlp_text(v) for k, v in resource.items() if k != "service.name"}
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope
             for span in scope_spans.spans:
-                out.append(_otlp_span(span, service, scope.name, scope.version))
+                zipkin = _otlp_span(span, service, scope.name, scope.version)
+                if resource_tags:
+                    zipkin["tags"] = {**resource_tags, **zipkin.get("tags", {})}
+                out.append(zipkin)
     return out
 
 
@@ -233,6 +244,11 @@ class ZipkinCollector:
         )
         self.spans: list[dict[str, Any]] = []
         self.violations: list[str] = []
+        # (path, headers) of the latest POSTs, in arrival order; bounded, since
+        # `voxmesh up` runs this for hours.
+        self.requests: collections.deque[tuple[str, dict[str, str]]] = collections.deque(
+            maxlen=1000
+        )
         self.base_url = ""
         self.endpoint = ""
         self._runner: web.AppRunner | None = None
@@ -335,10 +351,12 @@ class ZipkinCollector:
     def clear(self) -> None:
         self.spans.clear()
         self.violations.clear()
+        self.requests.clear()
 
     # ------------------------------------------------------------------ HTTP handlers
 
     async def _post_spans(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append((request.path, dict(request.headers)))
         if request.content_type not in ("application/json", "application/octet-stream", ""):
             return web.Response(status=415, text=f"unsupported content type {request.content_type}")
         raw = await request.read()
@@ -358,6 +376,7 @@ class ZipkinCollector:
         return web.Response(status=202)
 
     async def _post_otlp(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append((request.path, dict(request.headers)))
         if request.content_type != "application/x-protobuf":
             # OTLP/JSON needs its own id decoding (hex, not protobuf's base64): not emulated.
             return web.Response(status=415, text=f"unsupported content type {request.content_type}")
