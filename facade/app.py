@@ -49,6 +49,8 @@ _MODELS_TTL_SECONDS = 30.0
 _UNTRACED = ("/healthz", "/readyz", "/metrics")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 T = TypeVar("T")
+# The caller's identity (from its API key), for metrics, logs and spans.
+CALLER = web.RequestKey("caller", str)
 
 
 class Models:
@@ -158,7 +160,7 @@ class Facade:
             finally:
                 self.metrics.in_flight.dec()
             span.set_attribute("http.response.status_code", response.status)
-            caller = request.get("caller", "")
+            caller = request.get(CALLER, "")
             if caller:
                 span.set_attribute("voxmesh.caller", caller)
             if response.status >= 500:
@@ -183,7 +185,7 @@ class Facade:
             return await handler(request)
         keys = self.settings.api_keys
         if not keys:
-            request["caller"] = ANONYMOUS
+            request[CALLER] = ANONYMOUS
             return await handler(request)
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
         identity = _identity(keys, key.strip()) if scheme.lower() == "bearer" else None
@@ -193,7 +195,7 @@ class Facade:
                 "Incorrect or missing API key; send Authorization: Bearer <key>.",
                 code="invalid_api_key",
             )
-        request["caller"] = identity
+        request[CALLER] = identity
         return await handler(request)
 
     # --- the API ---
@@ -219,7 +221,7 @@ class Facade:
             )
         events = self._transcribe(req, model.name)
         trace_id = telemetry.current_trace_id()
-        caller = request.get("caller", ANONYMOUS)
+        caller = request.get(CALLER, ANONYMOUS)
         if req.stream:
             return await self._stream(request, events, trace_id, caller)
         result = formats.Result()
