@@ -24,6 +24,7 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import generate_latest
@@ -92,6 +93,8 @@ class Facade:
         self.settings = settings
         provider = tracer_provider or trace.get_tracer_provider()
         self.tracer = provider.get_tracer("facade")
+        # W3C and B3 both, whatever the process-wide propagator is (tests set none).
+        self.propagator = telemetry.propagator()
         self.channel = dial(
             settings.transcriber_target,
             tls=settings.tls,
@@ -130,7 +133,7 @@ class Facade:
             return await handler(request)
         started = time.perf_counter()
         self.metrics.in_flight.inc()
-        parent = telemetry.context_from(request.headers)
+        parent = self.propagator.extract(request.headers, context=Context())
         with self.tracer.start_as_current_span(
             f"{request.method} {route}",
             context=parent,

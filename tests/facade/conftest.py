@@ -11,8 +11,6 @@ import pytest_asyncio
 from opentelemetry.sdk.trace import TracerProvider
 
 from facade.app import Facade, start
-from voxmesh.config import TelemetrySettings
-from voxmesh.telemetry import make_tracer_provider
 from facade.config import FacadeSettings
 from tests.transcriber.conftest import (  # noqa: F401 - fixtures used here
     audio_dir,
@@ -21,6 +19,8 @@ from tests.transcriber.conftest import (  # noqa: F401 - fixtures used here
     start_server,
     transcripts,
 )
+from voxmesh.config import TelemetrySettings
+from voxmesh.telemetry import make_tracer_provider
 
 API_KEY = "sk-team-a-0123456789abcdef"
 OTHER_KEY = "sk-team-b-0123456789abcdef"
