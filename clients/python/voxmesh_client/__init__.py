@@ -7,8 +7,8 @@ propagation.
 """
 
 from voxmesh_client._channel import RETRY_POLICY, TlsFiles, channel_options, dial, service_config
+from voxmesh_client._client import Options, TranscriberClient, Transcript
 from voxmesh_client._errors import TranscriberError
-from voxmesh_client.transcriber import Options, TranscriberClient, Transcript
 
 __all__ = [
     "RETRY_POLICY",
