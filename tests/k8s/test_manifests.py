@@ -44,8 +44,8 @@ GATEWAY_PORT = 8080
 # prod the Telegram and Redis secrets come from outside git.
 EXTERNAL_SECRETS = {
     "dev": {"voxmesh-pg-app"},
-    "prod": {"voxmesh-pg-app", "voxmesh-telegram", "voxmesh-redis"},
-    "cpu": {"voxmesh-pg-app", "voxmesh-telegram", "voxmesh-redis"},
+    "prod": {"voxmesh-pg-app", "voxmesh-telegram", "voxmesh-redis", "voxmesh-facade"},
+    "cpu": {"voxmesh-pg-app", "voxmesh-telegram", "voxmesh-redis", "voxmesh-facade"},
 }
 GPU = "nvidia.com/gpu"
 
@@ -302,7 +302,7 @@ def test_every_workload_is_hardened(docs: list[Manifest]) -> None:
 
 def test_every_deployment_has_readiness_and_liveness_probes(docs: list[Manifest]) -> None:
     deployments = of_kind(docs, "Deployment")
-    assert set(SERVICES) | {"zipkin"} == set(deployments)
+    assert set(SERVICES) | {"zipkin", "facade"} == set(deployments)
     for name, deployment in deployments.items():
         for c in containers(deployment, init=False):
             assert "readinessProbe" in c and "livenessProbe" in c, f"{name}/{c['name']}"
@@ -594,6 +594,7 @@ EXPECTED_INGRESS: dict[str, set[tuple[str, str]]] = {
         for service, port in GRPC_PORTS.items()
     },
     "gateway": grid({INGRESS_NGINX, PROMETHEUS}, tcp(GATEWAY_PORT)),
+    "facade": grid({"ns[*]/pod[voxmesh.io/facade-client=true]", PROMETHEUS}, tcp(8090)),
     # Clients: billing and the migration Job only. The rest is CNPG's own plumbing.
     "postgres": grid({app("billing"), app("migrate")}, tcp(5432))
     | grid({PG_PEERS, CNPG_OPERATOR}, tcp(5432, 8000))
@@ -615,6 +616,7 @@ EXPECTED_EGRESS: dict[str, set[tuple[str, str]]] = {
     | grid({TELEGRAM}, tcp(443)),
     "redis": BASELINE_EGRESS,
     "zipkin": BASELINE_EGRESS,
+    "facade": BASELINE_EGRESS | grid({app("transcriber")}, tcp(GRPC_PORTS["transcriber"])),
 }
 
 
