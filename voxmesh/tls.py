@@ -29,7 +29,7 @@ from voxmesh.interceptors import rewrap
 
 log = logging.getLogger(__name__)
 
-IDENTITIES = ("gateway", "billing", "transcriber", "notifier", "admin")
+IDENTITIES = ("gateway", "billing", "transcriber", "notifier", "facade", "admin")
 # Every identity the mesh issues; "any" in a policy means any of these.
 ANY = frozenset(IDENTITIES)
 
