@@ -1,0 +1,106 @@
+"""The facade without a model: settings, validation, auth, health, a transcriber that is down."""
+
+from __future__ import annotations
+
+import socket
+
+import aiohttp
+import pytest
+
+from facade.config import FacadeSettings, parse_api_keys
+from facade.errors import ApiError
+from facade.upload import parse
+from tests.facade.conftest import API_KEY, FacadeFactory
+from voxmesh.config import ConfigError
+
+
+def test_api_keys_map_keys_to_identities() -> None:
+    keys = parse_api_keys("K", "team-a:sk-aaaaaaaaaaaaaaaa, team-b:sk-bbbbbbbbbbbbbbbb")
+    assert keys == {"sk-aaaaaaaaaaaaaaaa": "team-a", "sk-bbbbbbbbbbbbbbbb": "team-b"}
+    assert parse_api_keys("K", "") == {}
+    with pytest.raises(ConfigError, match="not identity:key"):
+        parse_api_keys("K", "team-a")
+    with pytest.raises(ConfigError, match="shorter than 16"):
+        parse_api_keys("K", "team-a:short")
+    with pytest.raises(ConfigError, match="share a key"):
+        parse_api_keys("K", "a:sk-aaaaaaaaaaaaaaaa,b:sk-aaaaaaaaaaaaaaaa")
+
+
+def test_keys_are_required_off_loopback() -> None:
+    with pytest.raises(ConfigError, match="FACADE_API_KEYS is required"):
+        FacadeSettings.from_env({"FACADE_HTTP_ADDR": "0.0.0.0:8090"})
+    settings = FacadeSettings.from_env(
+        {"FACADE_HTTP_ADDR": "0.0.0.0:8090", "FACADE_API_KEYS": "a:sk-aaaaaaaaaaaaaaaa"}
+    )
+    assert settings.api_keys == {"sk-aaaaaaaaaaaaaaaa": "a"}
+    local = FacadeSettings.from_env({})
+    assert (local.http_addr, local.transcriber_target) == ("127.0.0.1:8090", "127.0.0.1:50052")
+    assert local.max_upload_bytes == 25 * 1024 * 1024
+    with pytest.raises(ConfigError, match="FACADE_REQUEST_TIMEOUT_SECONDS"):
+        FacadeSettings.from_env({"FACADE_REQUEST_TIMEOUT_SECONDS": "0"})
+
+
+def test_parse_takes_openai_fields_and_ignores_unknown_ones() -> None:
+    req = parse(
+        "transcribe",
+        {
+            "model": ["whisper-1"],
+            "language": ["RU"],
+            "prompt": ["Имена: Иван"],
+            "response_format": ["verbose_json"],
+            "temperature": ["0.2"],
+            "timestamp_granularities[]": ["word", "segment"],
+            "chunking_strategy": ["auto"],
+        },
+        b"audio",
+        "a.ogg",
+    )
+    assert (req.model, req.language, req.response_format) == ("whisper-1", "ru", "verbose_json")
+    assert req.temperature == pytest.approx(0.2)
+    assert req.granularities == {"word", "segment"}
+    translated = parse("translate", {"model": ["base"], "language": ["ru"]}, b"a", "a.ogg")
+    assert translated.language == ""  # translations take no language, as OpenAI's
+    with pytest.raises(ApiError) as missing:
+        parse("transcribe", {}, b"a", "a.ogg")
+    assert (missing.value.status, missing.value.param) == (400, "model")
+    with pytest.raises(ApiError) as granularity:
+        parse(
+            "transcribe",
+            {"model": ["x"], "timestamp_granularities[]": ["char"]},
+            b"a",
+            "a.ogg",
+        )
+    assert granularity.value.param == "timestamp_granularities"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_health_auth_and_a_transcriber_that_is_down(start_facade: FacadeFactory) -> None:
+    fac = await start_facade(f"127.0.0.1:{_free_port()}")
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{fac.url}/healthz") as resp:
+            assert resp.status == 200
+        async with http.get(f"{fac.url}/readyz") as resp:
+            assert resp.status == 503
+            assert (await resp.text()) == "transcriber unavailable"
+        async with http.get(f"{fac.url}/v1/models") as resp:
+            assert resp.status == 401
+            body = await resp.json()
+            assert body["error"]["code"] == "invalid_api_key"
+            assert resp.headers["x-request-id"] == body["error"]["trace_id"]
+        async with http.get(f"{fac.url}/v1/models", headers=auth) as resp:
+            assert resp.status == 503
+            error = (await resp.json())["error"]
+            assert (error["type"], error["code"]) == ("server_error", "unavailable")
+        async with http.get(f"{fac.url}/v1/nothing", headers=auth) as resp:
+            assert resp.status == 404
+            assert (await resp.json())["error"]["type"] == "invalid_request_error"
+        fac.facade.draining = True
+        async with http.get(f"{fac.url}/readyz") as resp:
+            assert resp.status == 503
+            assert (await resp.text()) == "draining"
