@@ -54,9 +54,9 @@ asyncio.run(main())
 """
 
 
-def _run(cwd: Path, *args: str, timeout: float = 600) -> str:
+def _run(cwd: Path, *args: str, timeout: float = 600, **extra_env: str) -> str:
     # Nothing of this checkout may leak into the venv's interpreter (PYTHONPATH).
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")} | extra_env
     done = subprocess.run(
         args, capture_output=True, text=True, timeout=timeout, check=False, env=env, cwd=cwd
     )
@@ -113,3 +113,15 @@ async def test_installs_without_whisper_and_transcribes(
     assert result["models"]
     assert wer(reference, result["file"]) <= 0.1, result
     assert wer(reference, result["live"]) <= 0.15, result
+    # The README's example, as written.
+    example = await asyncio.to_thread(
+        _run,
+        tmp_path,
+        python,
+        str(CLIENT_ROOT / "examples" / "transcribe_file.py"),
+        str(audio_dir / "jfk.flac"),
+        "--srt",
+        TRANSCRIBER_TARGET=srv.target,
+    )
+    assert example.startswith("1\n00:00:00,000 --> "), example
+    assert wer(reference, " ".join(example.splitlines()[2::4])) <= 0.1, example
