@@ -17,7 +17,7 @@ import hmac
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Literal, TypeVar
 
 import grpc
@@ -238,7 +238,7 @@ class Facade:
 
     async def _transcribe(
         self, req: AudioRequest, model: str
-    ) -> AsyncIterator[pb.TranscribeResponse]:
+    ) -> AsyncGenerator[pb.TranscribeResponse, None]:
         config = pb.TranscriptionConfig(
             language=req.language,
             task=pb.TASK_TRANSLATE if req.task == "translate" else pb.TASK_TRANSCRIBE,
@@ -264,7 +264,7 @@ class Facade:
     async def _stream(
         self,
         request: web.Request,
-        events: AsyncIterator[pb.TranscribeResponse],
+        events: AsyncGenerator[pb.TranscribeResponse, None],
         trace_id: str,
         caller: str,
     ) -> web.StreamResponse:
@@ -293,6 +293,10 @@ class Facade:
         except grpc.aio.AioRpcError as exc:
             err = ApiError.from_rpc(exc)
             await response.write(b"event: error\n" + formats.sse(err.body(trace_id)))
+            return response
+        except ConnectionResetError:
+            # The caller went away; closing `events` cancels the transcription.
+            await events.aclose()
             return response
         self.metrics.audio_seconds.labels(caller).inc(result.done.audio_duration_seconds)
         await response.write(formats.done_event(result))
@@ -362,7 +366,12 @@ def _identity(keys: Mapping[str, str], presented: str) -> str | None:
 async def start(facade: Facade, addr: str) -> tuple[web.AppRunner, int]:
     """Serve ``facade`` on ``addr`` (port 0 picks one); return the runner and the port."""
     runner = web.AppRunner(
-        facade.app(), access_log=None, shutdown_timeout=facade.settings.grace_seconds
+        facade.app(),
+        access_log=None,
+        shutdown_timeout=facade.settings.grace_seconds,
+        # A caller that hangs up cancels its handler, and so its gRPC call: the
+        # transcriber stops working for nobody.
+        handler_cancellation=True,
     )
     await runner.setup()
     host, port = parse_addr("FACADE_HTTP_ADDR", addr)
