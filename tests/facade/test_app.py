@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import io
 import socket
 
 import aiohttp
@@ -11,6 +14,7 @@ from facade.config import FacadeSettings, parse_api_keys
 from facade.errors import ApiError
 from facade.upload import parse
 from tests.facade.conftest import API_KEY, FacadeFactory
+from tests.transcriber.conftest import REPO_ROOT, ServerFactory
 from voxmesh.config import ConfigError
 
 
@@ -104,3 +108,39 @@ async def test_health_auth_and_a_transcriber_that_is_down(start_facade: FacadeFa
         async with http.get(f"{fac.url}/readyz") as resp:
             assert resp.status == 503
             assert (await resp.text()) == "draining"
+
+
+@pytest.mark.slow
+async def test_a_caller_that_hangs_up_stops_the_transcription(
+    start_server: ServerFactory, start_facade: FacadeFactory
+) -> None:
+    """The upload is answered only when the transcript is done; leaving early must free the
+    transcriber's slot at once, not after the whole file."""
+    srv = await start_server()
+    fac = await start_facade(srv.target)
+    long_clip = (REPO_ROOT / "tests" / "data" / "ru_paragraph.ogg").read_bytes()
+    form = aiohttp.FormData(default_to_multipart=True)
+    form.add_field("model", "base")
+    form.add_field("file", io.BytesIO(long_clip), filename="ru.ogg", content_type="audio/ogg")
+    async with aiohttp.ClientSession() as http:
+        request = asyncio.ensure_future(
+            http.post(
+                f"{fac.url}/v1/audio/transcriptions",
+                data=form,
+                headers={"Authorization": f"Bearer {API_KEY}"},
+            )
+        )
+        admission = srv.service.admission
+        for _ in range(200):
+            if admission.active:
+                break
+            await asyncio.sleep(0.05)
+        assert admission.active == 1
+        request.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await request
+    for _ in range(100):
+        if not admission.active:
+            break
+        await asyncio.sleep(0.05)
+    assert admission.active == 0
