@@ -8,6 +8,7 @@ import io
 import socket
 
 import aiohttp
+import grpc
 import pytest
 
 from facade.config import FacadeSettings, parse_api_keys
@@ -16,6 +17,15 @@ from facade.upload import parse
 from tests.facade.conftest import API_KEY, FacadeFactory
 from tests.transcriber.conftest import REPO_ROOT, ServerFactory
 from voxmesh.config import ConfigError
+from voxmesh.errors import (
+    STATUS_DETAILS_KEY,
+    DeadlineExceeded,
+    Internal,
+    InvalidArgument,
+    ResourceExhausted,
+    ServiceError,
+    Unavailable,
+)
 
 
 def test_api_keys_map_keys_to_identities() -> None:
@@ -144,3 +154,61 @@ async def test_a_caller_that_hangs_up_stops_the_transcription(
             break
         await asyncio.sleep(0.05)
     assert admission.active == 0
+
+
+def _rpc_error(err: ServiceError) -> grpc.aio.AioRpcError:
+    status = err.to_status("transcriber.voxmesh", "ab" * 16)
+    return grpc.aio.AioRpcError(
+        err.code,
+        grpc.aio.Metadata(),
+        grpc.aio.Metadata((STATUS_DETAILS_KEY, status.SerializeToString())),
+        details=err.message,
+    )
+
+
+@pytest.mark.parametrize(
+    ("err", "status", "kind", "code", "param", "retry_after"),
+    [
+        (
+            InvalidArgument("not audio", reason="AUDIO_CORRUPT"),
+            400,
+            "invalid_request_error",
+            "audio_corrupt",
+            "file",
+            None,
+        ),
+        (
+            ResourceExhausted("busy", reason="OVERLOADED", retry_after=2.4),
+            429,
+            "rate_limit_error",
+            "overloaded",
+            None,
+            "2",
+        ),
+        (Unavailable("draining"), 503, "server_error", "dependency_unavailable", None, None),
+        (DeadlineExceeded("too slow"), 504, "server_error", "deadline_too_short", None, None),
+        (Internal("reference ab"), 500, "server_error", "internal", None, None),
+    ],
+)
+def test_transcriber_statuses_map_to_openai_errors(
+    err: ServiceError,
+    status: int,
+    kind: str,
+    code: str,
+    param: str | None,
+    retry_after: str | None,
+) -> None:
+    api = ApiError.from_rpc(_rpc_error(err))
+    response = api.response("ab" * 16)
+    assert response.status == status
+    assert response.headers.get("Retry-After") == retry_after
+    assert response.headers["x-request-id"] == "ab" * 16
+    assert api.body("ab" * 16) == {
+        "error": {
+            "message": err.message,
+            "type": kind,
+            "param": param,
+            "code": code,
+            "trace_id": "ab" * 16,
+        }
+    }
