@@ -192,7 +192,9 @@ class TranscriberClient:
     ) -> AsyncIterator[pb.TranscribeResponse]:
         """Live mode: ``pcm`` is signed 16-bit little-endian mono at ``sample_rate_hz``,
         produced as it is spoken. Segments with ``final=False`` are the current
-        hypothesis, replaced by later ones; ``final=True`` segments are committed."""
+        hypothesis, replaced by later ones; ``final=True`` segments are committed.
+        ``timeout`` bounds the whole session (default: the client's): pass a longer
+        one for a session that may outlast it."""
         config = (options or Options()).config(live=True, sample_rate_hz=sample_rate_hz)
         return self._call(config, pcm, timeout)
 
