@@ -46,6 +46,7 @@ COPY billing/ billing/
 COPY transcriber/ transcriber/
 COPY notifier/ notifier/
 COPY gateway/ gateway/
+COPY facade/ facade/
 RUN pip install --no-deps . \
  && voxmesh --help > /dev/null
 

@@ -19,6 +19,7 @@ SERVICE_MAINS = {
     "transcriber": "transcriber.server",
     "notifier": "notifier.server",
     "gateway": "gateway.app",
+    "facade": "facade.app",
 }
 
 
@@ -261,6 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--host", action="append", default=["localhost", "127.0.0.1"], help="extra SAN"
     )
     certs.set_defaults(func=cmd_certs)
+
+    from voxmesh import listen
+
+    listen.add_parser(sub)
 
     ref = sub.add_parser("trace", help="print the Zipkin URL of a reference (trace id)")
     ref.add_argument("ref")

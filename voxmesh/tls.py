@@ -33,7 +33,7 @@ from voxmesh.interceptors import rewrap
 
 log = logging.getLogger(__name__)
 
-IDENTITIES = ("gateway", "billing", "transcriber", "notifier", "admin")
+IDENTITIES = ("gateway", "billing", "transcriber", "notifier", "facade", "admin")
 # In a policy: any authenticated identity (a certificate's, a sidecar's), not
 # only those the mesh issues, so an internal caller added later needs no edit.
 ANY = frozenset({"*"})

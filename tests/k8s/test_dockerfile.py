@@ -148,4 +148,4 @@ def test_manifests_run_voxmesh_images_as_the_image_user() -> None:
             assert spec["securityContext"]["runAsUser"] == 10001, doc["metadata"]["name"]
             assert spec["securityContext"]["runAsGroup"] == 10001, doc["metadata"]["name"]
             seen += 1
-    assert seen == 5  # four services and the migration Job
+    assert seen == 6  # four services, the facade and the migration Job

@@ -45,8 +45,8 @@ GATEWAY_PORT = 8080
 # prod the Telegram and Redis secrets come from outside git.
 EXTERNAL_SECRETS = {
     "dev": {"voxmesh-pg-app"},
-    "prod": {"voxmesh-pg-app", "voxmesh-telegram", "voxmesh-redis"},
-    "cpu": {"voxmesh-pg-app", "voxmesh-telegram", "voxmesh-redis"},
+    "prod": {"voxmesh-pg-app", "voxmesh-telegram", "voxmesh-redis", "voxmesh-facade"},
+    "cpu": {"voxmesh-pg-app", "voxmesh-telegram", "voxmesh-redis", "voxmesh-facade"},
 }
 GPU = "nvidia.com/gpu"
 
@@ -291,7 +291,7 @@ def test_every_workload_is_hardened(docs: list[Manifest]) -> None:
 
 def test_every_deployment_has_readiness_and_liveness_probes(docs: list[Manifest]) -> None:
     deployments = of_kind(docs, "Deployment")
-    assert set(SERVICES) | {"zipkin", "otel-collector"} == set(deployments)
+    assert set(SERVICES) | {"zipkin", "otel-collector", "facade"} == set(deployments)
     for name, deployment in deployments.items():
         for c in containers(deployment, init=False):
             assert "readinessProbe" in c and "livenessProbe" in c, f"{name}/{c['name']}"
@@ -596,6 +596,7 @@ EXPECTED_INGRESS: dict[str, set[tuple[str, str]]] = {
     "transcriber": grid({app("gateway"), ADMIN, TRANSCRIBER_CLIENT}, tcp(GRPC_PORTS["transcriber"]))
     | grid({PROMETHEUS}, tcp(METRICS_PORT)),
     "gateway": grid({INGRESS_NGINX, PROMETHEUS}, tcp(GATEWAY_PORT)),
+    "facade": grid({"ns[*]/pod[voxmesh.io/facade-client=true]", PROMETHEUS}, tcp(8090)),
     # Clients: billing and the migration Job only. The rest is CNPG's own plumbing.
     "postgres": grid({app("billing"), app("migrate")}, tcp(5432))
     | grid({PG_PEERS, CNPG_OPERATOR}, tcp(5432, 8000))
@@ -625,6 +626,7 @@ EXPECTED_EGRESS: dict[str, set[tuple[str, str]]] = {
     "redis": BASELINE_EGRESS,
     "zipkin": BASELINE_EGRESS,
     "otel-collector": BASELINE_EGRESS,
+    "facade": BASELINE_EGRESS | grid({app("transcriber")}, tcp(GRPC_PORTS["transcriber"])),
 }
 
 

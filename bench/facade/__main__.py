@@ -1,0 +1,3 @@
+from bench.facade.run import main
+
+main()

@@ -1,0 +1,1 @@
+"""The billing service's generated API."""

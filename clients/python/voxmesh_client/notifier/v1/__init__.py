@@ -1,0 +1,1 @@
+"""Generated gRPC API of the notifier service (from proto/notifier/v1); do not edit."""

@@ -1,0 +1,1 @@
+"""The transcriber service's generated API."""

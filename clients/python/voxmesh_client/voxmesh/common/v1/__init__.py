@@ -1,0 +1,1 @@
+"""Generated shared messages (from proto/voxmesh/common/v1); do not edit."""

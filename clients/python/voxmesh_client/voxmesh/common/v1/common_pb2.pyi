@@ -1,0 +1,52 @@
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from typing import ClassVar as _ClassVar
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ERROR_REASON_UNSPECIFIED: _ClassVar[ErrorReason]
+    ERROR_REASON_INVALID_REQUEST: _ClassVar[ErrorReason]
+    ERROR_REASON_IDEMPOTENCY_KEY_REUSED: _ClassVar[ErrorReason]
+    ERROR_REASON_INSUFFICIENT_FUNDS: _ClassVar[ErrorReason]
+    ERROR_REASON_USER_BANNED: _ClassVar[ErrorReason]
+    ERROR_REASON_NOT_ADMIN: _ClassVar[ErrorReason]
+    ERROR_REASON_NOT_FOUND: _ClassVar[ErrorReason]
+    ERROR_REASON_HOLD_NOT_PENDING: _ClassVar[ErrorReason]
+    ERROR_REASON_CAPTURE_EXCEEDS_HOLD: _ClassVar[ErrorReason]
+    ERROR_REASON_AUDIO_EMPTY: _ClassVar[ErrorReason]
+    ERROR_REASON_AUDIO_CORRUPT: _ClassVar[ErrorReason]
+    ERROR_REASON_NO_AUDIO_TRACK: _ClassVar[ErrorReason]
+    ERROR_REASON_AUDIO_TOO_LONG: _ClassVar[ErrorReason]
+    ERROR_REASON_AUDIO_TOO_LARGE: _ClassVar[ErrorReason]
+    ERROR_REASON_OVERLOADED: _ClassVar[ErrorReason]
+    ERROR_REASON_DEADLINE_TOO_SHORT: _ClassVar[ErrorReason]
+    ERROR_REASON_TELEGRAM_BAD_REQUEST: _ClassVar[ErrorReason]
+    ERROR_REASON_TELEGRAM_FORBIDDEN: _ClassVar[ErrorReason]
+    ERROR_REASON_TELEGRAM_UNAVAILABLE: _ClassVar[ErrorReason]
+    ERROR_REASON_DEPENDENCY_UNAVAILABLE: _ClassVar[ErrorReason]
+    ERROR_REASON_INTERNAL: _ClassVar[ErrorReason]
+    ERROR_REASON_CALLER_NOT_ALLOWED: _ClassVar[ErrorReason]
+ERROR_REASON_UNSPECIFIED: ErrorReason
+ERROR_REASON_INVALID_REQUEST: ErrorReason
+ERROR_REASON_IDEMPOTENCY_KEY_REUSED: ErrorReason
+ERROR_REASON_INSUFFICIENT_FUNDS: ErrorReason
+ERROR_REASON_USER_BANNED: ErrorReason
+ERROR_REASON_NOT_ADMIN: ErrorReason
+ERROR_REASON_NOT_FOUND: ErrorReason
+ERROR_REASON_HOLD_NOT_PENDING: ErrorReason
+ERROR_REASON_CAPTURE_EXCEEDS_HOLD: ErrorReason
+ERROR_REASON_AUDIO_EMPTY: ErrorReason
+ERROR_REASON_AUDIO_CORRUPT: ErrorReason
+ERROR_REASON_NO_AUDIO_TRACK: ErrorReason
+ERROR_REASON_AUDIO_TOO_LONG: ErrorReason
+ERROR_REASON_AUDIO_TOO_LARGE: ErrorReason
+ERROR_REASON_OVERLOADED: ErrorReason
+ERROR_REASON_DEADLINE_TOO_SHORT: ErrorReason
+ERROR_REASON_TELEGRAM_BAD_REQUEST: ErrorReason
+ERROR_REASON_TELEGRAM_FORBIDDEN: ErrorReason
+ERROR_REASON_TELEGRAM_UNAVAILABLE: ErrorReason
+ERROR_REASON_DEPENDENCY_UNAVAILABLE: ErrorReason
+ERROR_REASON_INTERNAL: ErrorReason
+ERROR_REASON_CALLER_NOT_ALLOWED: ErrorReason

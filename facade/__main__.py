@@ -1,0 +1,3 @@
+from facade.app import main
+
+main()
