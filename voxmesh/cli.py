@@ -633,6 +633,8 @@ def _mesh_record(mesh: Any) -> dict[str, Any]:
         "zipkin_endpoint": mesh.env["OTEL_EXPORTER_ZIPKIN_ENDPOINT"],
         "collector": mesh.collector.base_url if mesh.collector is not None else None,
         "emulator": mesh.emulator.base_url if mesh.emulator is not None else None,
+        # The children's pids, for an operator (and the tests) to check they died with it.
+        "pids": {name: proc.pid for name, proc in mesh.procs.items()},
         "database_url": mesh.database_url,
         "redis_url": mesh.redis_url,
     }
@@ -757,6 +759,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ConfigError as exc:
         print(f"voxmesh: {exc}", file=sys.stderr)
         sys.exit(2)
+    except BrokenPipeError:
+        # stdout went to `head` or the like, which has read enough: not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
 
 
 if __name__ == "__main__":

