@@ -734,7 +734,7 @@ SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="voxmesh",
-        description="voxmesh: run the mesh, one service, a migration, a transcription, a trace lookup.",
+        description="Run the mesh, one service, a migration, a transcription, a trace lookup.",
         epilog="`voxmesh COMMAND --help` tells more about each command.",
     )
     parser.add_argument("--version", action="version", version=f"voxmesh {version()}")
