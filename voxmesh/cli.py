@@ -578,8 +578,14 @@ async def _demo(mesh: Any) -> None:
     ogg, said = demo_clip()
     file_id = emu.add_file(ogg, mime_type="audio/ogg")
     chat = 424242
+    # A message id no earlier run used: billing keeps every note's idempotency key
+    # (reserve:<chat>:<message>) in .state/, and the emulator numbers each chat's
+    # messages from 1 again on every start.
+    message_id = time.time_ns() // 1_000_000
     emu.push_update(
-        emu.make_message_update(chat_id=chat, user_id=chat, voice=(file_id, 11), username="demo")
+        emu.make_message_update(
+            chat_id=chat, user_id=chat, voice=(file_id, 11), username="demo", message_id=message_id
+        )
     )
     print(f"demo: a voice note was sent to the bot in chat {chat} (JFK, 1961: “{said}”)")
     seen: list[str] = []
