@@ -21,6 +21,7 @@ import logging
 import os
 import pathlib
 import socket
+import subprocess
 import sys
 import time
 import urllib.error
@@ -720,6 +721,14 @@ def cmd_up(args: argparse.Namespace) -> int:
         return asyncio.run(_up(args, state))
     except StaleServerError as exc:
         print(f"voxmesh up: {exc}", file=sys.stderr)
+        return 1
+    except subprocess.CalledProcessError as exc:  # initdb or pg_ctl
+        said = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
+        tool = pathlib.Path(str(exc.cmd[0])).name
+        print(f"voxmesh up: {tool} failed: {said[-1] if said else exc}", file=sys.stderr)
+        return 1
+    except (RuntimeError, TimeoutError) as exc:  # a service that would not become ready
+        print(f"voxmesh up: {exc} (logs in {state / 'logs'})", file=sys.stderr)
         return 1
     finally:
         lock.close()

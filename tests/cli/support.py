@@ -117,6 +117,15 @@ class Console:
         self.drain(30)
 
 
+def final_bot_text(console: Console, timeout: float = 240) -> str:
+    """The demo's last edit in `voxmesh up`'s output (not a placeholder or a partial "…")."""
+    while True:
+        line = console.wait_for("  bot: ", timeout)
+        text = line.split("  bot: ", 1)[1]
+        if "Transcribing" not in text and not text.endswith("…"):
+            return text
+
+
 def recorded(state: pathlib.Path, pid: int, timeout: float) -> dict[str, object]:
     """mesh.json once `voxmesh up` (pid) has written it."""
     end = time.monotonic() + timeout

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.cli.support import REPO, Console, clean_env, wait_gone
+from tests.cli.support import REPO, Console, clean_env, final_bot_text, wait_gone
 from tests.helpers import wer
 
 pytestmark = pytest.mark.slow
@@ -39,15 +39,6 @@ def readme_run_command(readme: str) -> list[str]:
     block = section.split("```sh", 1)[1].split("```", 1)[0]
     first = block.strip().splitlines()[0]
     return first.split("#", 1)[0].split()
-
-
-def _final_bot_text(console: Console) -> str:
-    """Wait for the demo's last edit (not a placeholder, not a partial ending in "…")."""
-    while True:
-        line = console.wait_for("  bot: ", 240)
-        text = line.split("  bot: ", 1)[1]
-        if "Transcribing" not in text and not text.endswith("…"):
-            return text
 
 
 def _errors(clone: pathlib.Path) -> str:
@@ -64,7 +55,7 @@ def _errors(clone: pathlib.Path) -> str:
 
 def _run_once(clone: pathlib.Path, env: dict[str, str]) -> Console:
     console = Console(readme_run_command((clone / "README.md").read_text()), cwd=clone, env=env)
-    text = _final_bot_text(console)
+    text = final_bot_text(console)
     assert wer(DEMO_TEXT, text) <= 0.15, f"{text!r}\n" + "\n".join(console.lines) + _errors(clone)
     console.wait_for("press Ctrl-C to stop", 30)
     return console
