@@ -39,12 +39,12 @@ WORKDIR /src
 # anything unlisted or altered. Neither the embedded PostgreSQL/Redis nor the Zipkin
 # collector's validators are in it (the `embedded` extra: `voxmesh up` only).
 COPY requirements/runtime.lock /tmp/runtime.lock
-RUN pip install --require-hashes -r /tmp/runtime.lock
+RUN pip install --require-hashes --only-binary :all: -r /tmp/runtime.lock
 
 COPY requirements/cuda.lock /tmp/cuda.lock
 RUN case "$VARIANT" in \
       cpu) ;; \
-      cuda) pip install --require-hashes -r /tmp/cuda.lock ;; \
+      cuda) pip install --require-hashes --only-binary :all: -r /tmp/cuda.lock ;; \
       *) echo "VARIANT must be cpu or cuda, not '$VARIANT'" >&2; exit 1 ;; \
     esac
 

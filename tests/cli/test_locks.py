@@ -54,7 +54,9 @@ def test_each_lock_satisfies_pyproject(lock: str, extras: tuple[str, ...]) -> No
         )
 
 
-@pytest.mark.parametrize("lock", ["runtime.lock", "up.lock", "dev.lock", "node.lock", "cuda.lock"])
+@pytest.mark.parametrize(
+    "lock", ["runtime.lock", "up.lock", "dev.lock", "build.lock", "node.lock", "cuda.lock"]
+)
 def test_every_pin_carries_hashes(lock: str) -> None:
     text = (LOCKS / lock).read_text()
     blocks = re.split(r"\n(?=[A-Za-z0-9])", text.strip())
@@ -77,14 +79,15 @@ def test_the_service_image_carries_neither_embedded_servers_nor_dev_tools() -> N
 
 def test_every_install_uses_a_lock_with_hash_checking() -> None:
     setup = (REPO / "scripts" / "setup").read_text()
-    assert "--require-hashes -r requirements/dev.lock" in setup
+    assert "--require-hashes -r requirements/build.lock" in setup
+    assert "--require-hashes --no-build-isolation \\\n      -r requirements/dev.lock" in setup
     assert "--no-deps --no-build-isolation -e ." in setup
     dockerfile = (REPO / "Dockerfile").read_text()
-    assert "pip install --require-hashes -r /tmp/runtime.lock" in dockerfile
-    assert "pip install --require-hashes -r /tmp/cuda.lock" in dockerfile
+    assert "pip install --require-hashes --only-binary :all: -r /tmp/runtime.lock" in dockerfile
+    assert "pip install --require-hashes --only-binary :all: -r /tmp/cuda.lock" in dockerfile
     assert "pip install --no-deps --no-build-isolation ." in dockerfile
     # No other pip install in the image than those.
     installs = re.findall(r"pip install[^\n]*", dockerfile)
     assert all("--require-hashes" in i or "--no-deps" in i for i in installs), installs
     ci = (REPO / ".ci" / "run").read_text()
-    assert "scripts/test" in ci and "VOXMESH_VENV" not in ci
+    assert "-u VOXMESH_VENV scripts/test" in ci  # CI installs; it never borrows a venv

@@ -85,6 +85,8 @@ def venv(folder: pathlib.Path) -> pathlib.Path:
         "install",
         "--quiet",
         "--require-hashes",
+        "--only-binary",
+        ":all:",
         "-r",
         REPO / "requirements" / "runtime.lock",
     )
@@ -201,6 +203,8 @@ def test_voxmesh_up_runs_its_demo_from_the_wheel_with_the_embedded_extra(
         "install",
         "--quiet",
         "--require-hashes",
+        "--only-binary",
+        ":all:",
         "-r",
         REPO / "requirements" / "up.lock",
     )
