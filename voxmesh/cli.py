@@ -174,7 +174,10 @@ def add_migrate(sub: Subparsers) -> None:
     p = sub.add_parser(
         "migrate",
         help="apply migrations/ to DATABASE_URL",
-        description="Apply the SQL migrations in order, under an advisory lock.",
+        description=(
+            "Apply the SQL migrations in order, under an advisory lock, to DATABASE_URL (else "
+            "the database of the running `voxmesh up`)."
+        ),
     )
     p.set_defaults(func=cmd_migrate)
 
@@ -182,9 +185,12 @@ def add_migrate(sub: Subparsers) -> None:
 def cmd_migrate(args: argparse.Namespace) -> int:
     from billing.migrate import migrate
 
-    url = os.environ.get("DATABASE_URL")
+    url = os.environ.get("DATABASE_URL") or _record(args).get("database_url")
     if not url:
-        print("voxmesh migrate: DATABASE_URL is required but not set", file=sys.stderr)
+        print(
+            "voxmesh migrate: set DATABASE_URL (or run it beside a running `voxmesh up`)",
+            file=sys.stderr,
+        )
         return 2
     applied = asyncio.run(migrate(url))
     print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))

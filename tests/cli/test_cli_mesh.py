@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import pathlib
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,8 +27,13 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def state(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
-    return tmp_path_factory.mktemp("up-state")
+def state() -> Iterator[pathlib.Path]:
+    # Not pytest's tmp_path: other pytest sessions reset its root to 0700, which
+    # keeps out the unprivileged user the embedded PostgreSQL runs as under root.
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="voxmesh-up-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +41,11 @@ def up(state: pathlib.Path) -> Iterator[tuple[Console, dict[str, Any]]]:
     env = clean_env(VOXMESH_STATE_DIR=str(state), PYTHONPATH=str(REPO))
     console = Console([sys.executable, "-m", "voxmesh.cli", "up", "--no-demo"], cwd=REPO, env=env)
     try:
-        record = recorded(state, console.proc.pid, timeout=300)
+        try:
+            record = recorded(state, console.proc.pid, timeout=300)
+        except AssertionError:
+            console.drain(30)
+            raise AssertionError("\n".join(console.lines)) from None
         console.wait_for("press Ctrl-C to stop", 30)
         yield console, record
     finally:
@@ -155,6 +166,14 @@ def test_trace_prints_the_transcription_as_a_tree(
     server = next(line for line in lines if "transcriberservice/transcribe  [transcriber]" in line)
     assert _indent(server) > _indent(lines[root])
     assert any("transcriber.window" in line for line in lines)
+
+
+def test_migrate_finds_the_running_meshs_database(
+    up: tuple[Console, dict[str, Any]], state: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    done = voxmesh(state, "migrate", cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "applied 0 migration(s)"  # `voxmesh up` applied them
 
 
 def test_sigkill_of_up_takes_its_children_with_it(

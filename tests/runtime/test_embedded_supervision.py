@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
+from collections.abc import Iterator
 
 import asyncpg
 import pytest
@@ -61,7 +64,18 @@ async def _setting(dsn: str, name: str) -> str:
         await conn.close()
 
 
-def test_postgres_commits_durably_and_a_stale_server_is_stopped(tmp_path: pathlib.Path) -> None:
+@pytest.fixture
+def open_dir() -> Iterator[pathlib.Path]:
+    # Not pytest's tmp_path: other pytest sessions reset its root to 0700, which
+    # keeps out the unprivileged user the embedded PostgreSQL runs as under root.
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="voxmesh-embedded-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_postgres_commits_durably_and_a_stale_server_is_stopped(open_dir: pathlib.Path) -> None:
+    tmp_path = open_dir
     first = EmbeddedPostgres(tmp_path / "pg")
     dsn = first.start()
     old_pid = _postmaster_pid(first.data_dir)
