@@ -195,3 +195,25 @@ def test_the_demo_clip_ships_inside_the_package() -> None:
     ogg, said = cli.demo_clip()
     assert ogg[:4] == b"OggS" and b"OpusHead" in ogg[:200]
     assert said.startswith("And so my fellow Americans")
+
+
+def test_a_second_up_on_the_same_state_folder_says_so_in_one_line(tmp_path: pathlib.Path) -> None:
+    held = cli._lock_state(tmp_path)  # as a running `voxmesh up` holds it
+    assert held is not None
+    try:
+        cli.write_record(tmp_path, {"targets": {}})
+        proc = subprocess.run(
+            [sys.executable, "-m", "voxmesh.cli", "--state-dir", str(tmp_path), "up"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        held.close()
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"voxmesh up: another `voxmesh up` (pid {os.getpid()}) is using {tmp_path.resolve()}; "
+        "stop it first, or pass --state-dir"
+    ]
