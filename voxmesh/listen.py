@@ -283,7 +283,11 @@ def add_parser(sub: Any) -> None:
         help="live transcription of a file (at real-time pace), a URL or the microphone",
     )
     p.add_argument("source", help="a media file, an http(s)/HLS/RTSP URL, or 'mic'")
-    p.add_argument("--target", default=os.environ.get("TRANSCRIBER_TARGET", "127.0.0.1:50052"))
+    p.add_argument(
+        "--target",
+        default=os.environ.get("TRANSCRIBER_TARGET", "127.0.0.1:50052"),
+        help="the transcriber (default: TRANSCRIBER_TARGET, else 127.0.0.1:50052)",
+    )
     p.add_argument("--language", default="", help="ISO 639-1 code; empty detects")
     p.add_argument("--model", default="", help="a model from ListModels; empty: the default")
     p.add_argument(

@@ -187,10 +187,11 @@ async def test_cli_transcribe_prints_reference_text(mesh: Mesh, shared_audio: pa
     )
     out, err = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode == 0, err.decode()
-    lines = out.decode().strip().splitlines()
-    assert lines[-1].startswith("trace ") and len(lines[-1].split()[1]) == 32
-    text = " ".join(line.split("]", 1)[1] for line in lines[:-1] if "]" in line)
+    # stdout is the transcript alone; the reference (trace id) goes to stderr.
+    text = out.decode().strip()
     assert wer(reference_text(shared_audio, "jfk.flac"), text) <= 0.10, text
+    reference = err.decode().rsplit("reference: ", 1)[1].split()[0]
+    assert len(reference) == 32 and reference not in text
 
 
 async def test_failed_download_reaches_no_span_or_log_with_the_token(mesh: Mesh) -> None:

@@ -258,7 +258,11 @@ class BotApiEmulator:
         self._open_pre_checkouts: set[str] = set()
         self._pending: list[dict[str, Any]] = []
         self._history: dict[int, dict[str, Any]] = {}
-        self._next_update_id = 1
+        # Telegram's ids only grow, and a bot's de-duplication remembers them across
+        # restarts (Redis persists in .state/): an emulator that counted from 1 again
+        # would see its first updates of every later run dropped as duplicates. Start
+        # from the wall clock in microseconds (well inside JSON's exact integers).
+        self._next_update_id = time.time_ns() // 1000
         self._allowed_updates: frozenset[str] = DEFAULT_ALLOWED_UPDATES
         self._poll_generation = 0
         self._updates_event = asyncio.Event()
