@@ -138,7 +138,8 @@ class TranscriberConfig:
     #: before its first segment. 600 s is 38 MiB of float32 at 16 kHz.
     decode_ahead_seconds: float = 600.0
     #: Live mode: a word is committed only when two hypotheses at least this
-    #: much audio apart agree on it, however often the stream is re-read.
+    #: much audio apart agree on it, however often the stream is re-read
+    #: (0: consecutive passes, the old policy; see bench.transcriber.live_accuracy).
     live_commit_seconds: float = 2.0
 
     @classmethod
@@ -196,6 +197,9 @@ class TranscriberConfig:
             ),
             decode_ahead_seconds=_number(
                 env, "TRANSCRIBER_DECODE_AHEAD_SECONDS", 600.0, float, 30.0, 86_400.0
+            ),
+            live_commit_seconds=_number(
+                env, "TRANSCRIBER_LIVE_COMMIT_SECONDS", 2.0, float, 0.0, 10.0
             ),
         )
 

@@ -148,8 +148,13 @@ class WindowedTranscriber:
         cancel: threading.Event,
         window_seconds: float = 30.0,
         counters: WorkCounters | None = None,
+        before_first_window: Callable[[], object] | None = None,
     ) -> None:
         self._recognizer = recognizer
+        #: Runs once, right before the first Whisper call (the job lets the
+        #: decoder reach the end of a note first, so its duration goes out
+        #: before any text).
+        self._before_first = before_first_window
         self._options = options
         self._emit = emit
         self._cancel = cancel
@@ -209,6 +214,9 @@ class WindowedTranscriber:
             self._start += audio.size
             self._counters.add(windows=1)
             return audio.size
+        if self._before_first is not None:
+            self._before_first()
+            self._before_first = None
         options = self._options
         if self._language is not None:
             options = with_language(options, self._language.code)

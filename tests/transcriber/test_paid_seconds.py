@@ -191,7 +191,8 @@ async def test_half_close_while_waiting_ends_it_at_once(
 async def test_duration_comes_before_the_first_segment_of_an_ogg_note(
     start_server: ServerFactory, minute_ogg: bytes
 ) -> None:
-    # OGG has no duration in its header: decoding runs ahead of Whisper.
+    # OGG has no duration in its header: decoding runs ahead of Whisper, and
+    # the first window waits a moment for it to reach the end.
     srv = await start_server()
     stream = Stream(srv.stub)
     stream.upload(pb.TranscriptionConfig(), minute_ogg)
