@@ -56,7 +56,7 @@ def is_stock_phrase(text: str) -> bool:
     """Whether ``text`` is only one of Whisper's stock phrases (and perhaps a name)."""
     norm = _normalise(text)
     if not norm:
-        return True  # punctuation alone: ". . ." and the like
+        return bool(text.strip())  # punctuation alone: ". . ." and the like
     if norm in _SIGN_OFFS:
         return True
     for phrase in _CREDITS:

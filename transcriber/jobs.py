@@ -12,10 +12,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 from opentelemetry import trace
 
-from transcriber.asr import LANGUAGE_CODES, DecodeOptions
+from transcriber.asr import LANGUAGE_CODES, DecodeOptions, SpeechRecognizer
 from transcriber.audio import SAMPLE_RATE, AudioArray, AudioDecoder, ByteFeed, PcmResampler
 from transcriber.config import TranscriberConfig
 from transcriber.errors import (
@@ -40,8 +41,9 @@ MAX_HOTWORDS_CHARS = 500
 MIN_LIVE_RATE, MAX_LIVE_RATE = 8000, 48000
 # Live PCM is drained from the feed in reads of at most this many bytes.
 _LIVE_READ = 256 * 1024
-# At the paid limit, how long to let the decoder reach the end of the input
-# first, so the exact duration is reported before the pause.
+# Before the first window and at the paid limit, how long to let the decoder
+# reach the end of the input first, so the exact duration is reported before
+# any text and before the pause.
 _SETTLE_SECONDS = 2.0
 # Containers whose header states the exact length of the audio (a sample
 # count or a track duration written by the muxer). MP3's is estimated from
@@ -192,92 +194,11 @@ def run_job(
     if budget is None:
         budget = PaidBudget(spec.paid_seconds)
         budget.close()  # nobody can raise it
-
-    def gate(
-        decoded_seconds: Callable[[], float], settle: Callable[[], object] | None = None
-    ) -> PaidGate:
-        return PaidGate(
-            budget,
-            wait_seconds=config.paid_wait_seconds,
-            emit=emit,
-            cancel=cancel,
-            decoded_seconds=decoded_seconds,
-            settle=settle,
-        )
-
+    job = _Job(spec, feed, recognizer, config, cancel, emit, counters, budget)
     if spec.live:
-        live = LiveTranscriber(
-            recognizer,
-            spec.options,
-            emit=emit,
-            cancel=cancel,
-            min_chunk_seconds=config.live_min_chunk_seconds,
-            buffer_seconds=config.live_buffer_seconds,
-            commit_seconds=config.live_commit_seconds,
-            counters=counters,
-        )
-        received = feed.peek_head(1)
-        if not received:
-            raise BadAudio("the upload has no bytes", reason="AUDIO_EMPTY")
-        pcm = _PcmSource(feed, PcmResampler(spec.sample_rate_hz), emit)
-        paid = gate(lambda: pcm.samples / SAMPLE_RATE)
-        transcript = live.run(paid.chunks(pcm))
+        transcript, paid = job.live()
     else:
-        decoder = AudioDecoder(feed, max_seconds=config.max_audio_seconds, cancel=cancel)
-        ahead: ReadAhead | None = None
-        try:
-            with _tracer.start_as_current_span("transcriber.decode.open") as span:
-                info = decoder.open()
-                span.set_attribute("transcriber.container", str(info.container))
-                span.set_attribute("transcriber.codec", str(info.codec))
-            log.debug("decoding %s/%s, %s s", info.container, info.codec, info.duration_seconds)
-            from_header = (
-                info.duration_seconds is not None and info.container in _EXACT_HEADER_DURATION
-            )
-            if from_header:
-                emit(AudioEvent(float(info.duration_seconds or 0.0), final=True))
-            if deadline_at is not None and info.duration_seconds is not None:
-                expected = info.duration_seconds * config.realtime_factor
-                remaining = deadline_at - clock()
-                if remaining < expected:
-                    raise DeadlineTooShort(
-                        f"{info.duration_seconds:.0f} s of audio needs about {expected:.1f} s; "
-                        f"the deadline leaves {max(remaining, 0.0):.1f} s",
-                        metadata={
-                            "expected_seconds": f"{expected:.1f}",
-                            "remaining_seconds": f"{max(remaining, 0.0):.1f}",
-                        },
-                    )
-            windows = WindowedTranscriber(
-                recognizer,
-                spec.options,
-                emit=emit,
-                cancel=cancel,
-                window_seconds=config.window_seconds,
-                counters=counters,
-            )
-            ahead = ReadAhead(
-                decoder.chunks(),
-                max_samples=int(config.decode_ahead_seconds * SAMPLE_RATE),
-                on_end=(
-                    (lambda _: None)
-                    if from_header
-                    else (lambda n: emit(AudioEvent(n / SAMPLE_RATE, final=True)))
-                ),
-            ).start()
-            decoding = ahead
-            paid = gate(
-                lambda: decoding.decoded / SAMPLE_RATE,
-                # Decoding is ~100x faster than real time; the rest of a long
-                # upload may not be here yet, so the wait is short.
-                lambda: decoding.wait_done(_SETTLE_SECONDS),
-            )
-            transcript = windows.run(paid.chunks(ahead))
-        finally:
-            # The decoder thread may still wait for bytes (the job stopped
-            # early): wake it, and close the container once it let go of it.
-            if ahead is None or ahead.stop(feed.abort):
-                decoder.close()
+        transcript, paid = job.file(deadline_at, clock)
     if cancel.is_set():
         raise Cancelled()
     if paid.exceeded:
@@ -290,6 +211,113 @@ def run_job(
         formatted_text=format_transcript(transcript.segments, spec.output_format),
         transcribed_seconds=paid.passed_seconds,
     )
+
+
+@dataclass
+class _Job:
+    """What one run_job call works with; its two modes."""
+
+    spec: JobSpec
+    feed: ByteFeed
+    recognizer: SpeechRecognizer
+    config: TranscriberConfig
+    cancel: threading.Event
+    emit: Emit
+    counters: WorkCounters | None
+    budget: PaidBudget
+
+    def _gate(
+        self, decoded_seconds: Callable[[], float], settle: Callable[[], object] | None = None
+    ) -> PaidGate:
+        return PaidGate(
+            self.budget,
+            wait_seconds=self.config.paid_wait_seconds,
+            emit=self.emit,
+            cancel=self.cancel,
+            decoded_seconds=decoded_seconds,
+            settle=settle,
+        )
+
+    def live(self) -> tuple[Transcript, PaidGate]:
+        config = self.config
+        live = LiveTranscriber(
+            self.recognizer,
+            self.spec.options,
+            emit=self.emit,
+            cancel=self.cancel,
+            min_chunk_seconds=config.live_min_chunk_seconds,
+            buffer_seconds=config.live_buffer_seconds,
+            commit_seconds=config.live_commit_seconds,
+            counters=self.counters,
+        )
+        if not self.feed.peek_head(1):
+            raise BadAudio("the upload has no bytes", reason="AUDIO_EMPTY")
+        pcm = _PcmSource(self.feed, PcmResampler(self.spec.sample_rate_hz), self.emit)
+        paid = self._gate(lambda: pcm.samples / SAMPLE_RATE)
+        return live.run(paid.chunks(pcm)), paid
+
+    def file(
+        self, deadline_at: float | None, clock: Callable[[], float]
+    ) -> tuple[Transcript, PaidGate]:
+        config = self.config
+        decoder = AudioDecoder(self.feed, max_seconds=config.max_audio_seconds, cancel=self.cancel)
+        ahead: ReadAhead | None = None
+        try:
+            with _tracer.start_as_current_span("transcriber.decode.open") as span:
+                info = decoder.open()
+                span.set_attribute("transcriber.container", str(info.container))
+                span.set_attribute("transcriber.codec", str(info.codec))
+            log.debug("decoding %s/%s, %s s", info.container, info.codec, info.duration_seconds)
+            from_header = (
+                info.duration_seconds is not None and info.container in _EXACT_HEADER_DURATION
+            )
+            if from_header:
+                self.emit(AudioEvent(float(info.duration_seconds or 0.0), final=True))
+            if deadline_at is not None and info.duration_seconds is not None:
+                _check_deadline(info.duration_seconds, config, deadline_at - clock())
+            emit = self.emit
+            ahead = decoding = ReadAhead(
+                decoder.chunks(),
+                max_samples=int(config.decode_ahead_seconds * SAMPLE_RATE),
+                on_end=(
+                    (lambda _: None)
+                    if from_header
+                    else (lambda n: emit(AudioEvent(n / SAMPLE_RATE, final=True)))
+                ),
+            ).start()
+            # Decoding is ~100x faster than real time, but competes with the
+            # first window for the cores: give it a moment to reach the end
+            # (the rest of a long upload may not be here yet, so only a moment).
+            settle = partial(decoding.wait_done, _SETTLE_SECONDS)
+            paid = self._gate(lambda: decoding.decoded / SAMPLE_RATE, settle)
+            windows = WindowedTranscriber(
+                self.recognizer,
+                self.spec.options,
+                emit=self.emit,
+                cancel=self.cancel,
+                window_seconds=config.window_seconds,
+                counters=self.counters,
+                before_first_window=None if from_header else settle,
+            )
+            return windows.run(paid.chunks(ahead)), paid
+        finally:
+            # The decoder thread may still wait for bytes (the job stopped
+            # early): wake it, and close the container once it let go of it.
+            if ahead is None or ahead.stop(self.feed.abort):
+                decoder.close()
+
+
+def _check_deadline(seconds: float, config: TranscriberConfig, remaining: float) -> None:
+    expected = seconds * config.realtime_factor
+    if remaining < expected:
+        raise DeadlineTooShort(
+            f"{seconds:.0f} s of audio needs about {expected:.1f} s; "
+            f"the deadline leaves {max(remaining, 0.0):.1f} s",
+            metadata={
+                "expected_seconds": f"{expected:.1f}",
+                "remaining_seconds": f"{max(remaining, 0.0):.1f}",
+            },
+        )
 
 
 __all__ = ["BadRequest", "JobOutcome", "JobRequest", "JobSpec", "run_job", "validate"]

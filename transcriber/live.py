@@ -117,7 +117,7 @@ class LiveTranscriber:
         cancel: threading.Event,
         min_chunk_seconds: float = 1.0,
         buffer_seconds: float = 15.0,
-        commit_seconds: float = 2.0,
+        commit_seconds: float = 0.0,
         counters: WorkCounters | None = None,
     ) -> None:
         self._recognizer = recognizer
@@ -129,11 +129,10 @@ class LiveTranscriber:
         self._min_chunk = self._base_chunk = int(min_chunk_seconds * SAMPLE_RATE)
         self._max_buffer = buffer_seconds
         # Agreement between passes only a second apart commits words heard
-        # with a second of context; a loaded server, re-reading less often,
-        # compared passes seconds apart and ended 0.04 WER closer to an
-        # offline transcription. Comparing hypotheses at least this much
-        # audio apart makes the accuracy independent of the load; passes in
-        # between still refresh the partial segment every step.
+        # with a second of context. Comparing only hypotheses at least this
+        # much audio apart makes that context independent of the load; the
+        # passes in between still refresh the partial segment every step.
+        # Off by default: see TranscriberConfig.live_commit_seconds.
         self._commit_step = commit_seconds
         self._compared_at = float("-inf")
         self._counters = counters or WorkCounters()

@@ -83,9 +83,21 @@ class Transcript:
     audio_seconds: float
 
 
+# has_speech listens to this much at a time, newest first, and stops at the
+# first speech: on speech it costs a sixth of VAD over a whole window.
+_SPEECH_PROBE = 5 * SAMPLE_RATE
+
+
 def has_speech(audio: AudioArray) -> bool:
     """Whether VAD hears any speech in ``audio``."""
-    return bool(get_speech_timestamps(audio, _CUT_VAD, sampling_rate=SAMPLE_RATE))
+    for end in range(audio.size, 0, -_SPEECH_PROBE):
+        # A last piece shorter than a probe is read with the one after it.
+        start = 0 if end < 2 * _SPEECH_PROBE else end - _SPEECH_PROBE
+        if get_speech_timestamps(audio[start:end], _CUT_VAD, sampling_rate=SAMPLE_RATE):
+            return True
+        if start == 0:
+            break
+    return False
 
 
 def find_cut(audio: AudioArray, min_samples: int) -> int:
@@ -136,8 +148,13 @@ class WindowedTranscriber:
         cancel: threading.Event,
         window_seconds: float = 30.0,
         counters: WorkCounters | None = None,
+        before_first_window: Callable[[], object] | None = None,
     ) -> None:
         self._recognizer = recognizer
+        #: Runs once, right before the first Whisper call (the job lets the
+        #: decoder reach the end of a note first, so its duration goes out
+        #: before any text).
+        self._before_first = before_first_window
         self._options = options
         self._emit = emit
         self._cancel = cancel
@@ -197,6 +214,9 @@ class WindowedTranscriber:
             self._start += audio.size
             self._counters.add(windows=1)
             return audio.size
+        if self._before_first is not None:
+            self._before_first()
+            self._before_first = None
         options = self._options
         if self._language is not None:
             options = with_language(options, self._language.code)

@@ -10,7 +10,15 @@ to a baseline measured alongside:
 * time to the first segment, real-time factor, WER of both paths, peak RSS;
 * live mode: 16 kHz PCM sent at real-time pace, time to the first segment,
   and how many such streams at once still keep up with real time (each
-  stream's last final segment within a few seconds of the end of its audio).
+  stream's last final segment within a few seconds of the end of its audio);
+  at each number of streams, the live WER next to an offline beam-1
+  transcription of the same audio, and the commit lag (how long after a
+  final segment's end was spoken it arrived);
+* WER on the English clips and CER on the Russian one (tests/data), through
+  TranscribeFile with the language detected where the model can.
+
+Each model of ``--models`` (default: the multilingual base, the default,
+next to tiny.en) is measured in turn and reported in a column of its own.
 
 The input is real speech from ../shared/audio (the MIT licence grant from
 multilingual.mp3, JFK, the licence again: about 71 s), encoded as OGG/Opus
@@ -149,6 +157,8 @@ class LiveRun:
     #: Seconds from the last audio chunk sent to the Done message.
     lag: float
     text: str
+    #: Median seconds from the end of a final segment's audio being sent to its arrival.
+    commit_lag: float = float("nan")
 
 
 async def live_once(
@@ -177,38 +187,80 @@ async def live_once(
 
     first = float("nan")
     finals: dict[int, str] = {}
+    lags: list[float] = []
     ended = float("nan")
     async for response in stub.Transcribe(requests(), timeout=audio.size / SR + 300):
         kind = response.WhichOneof("event")
         if kind == "segment":
+            now = time.perf_counter() - start
             if first != first:  # nan: nothing yet
-                first = time.perf_counter() - start
+                first = now
             if response.segment.final:
                 finals[response.segment.segment_id] = response.segment.text
+                lags.append(now - response.segment.end_seconds)
         elif kind == "done":
             ended = time.perf_counter()
     text = "".join(finals[i] for i in sorted(finals))
-    return LiveRun(first, ended - sent_all, text)
+    commit = float(np.median(lags)) if lags else float("nan")
+    return LiveRun(first, ended - sent_all, text, commit)
 
 
 async def live_capacity(
     stub: pb_grpc.TranscriberServiceAsyncStub,
     audio: npt.NDArray[np.float32],
+    reference: str,
     counts: list[int],
     max_lag: float,
-) -> tuple[int, list[str]]:
-    """The most concurrent real-time streams whose results all end within max_lag of the audio."""
+) -> tuple[int, list[str], list[str]]:
+    """The most concurrent real-time streams whose results all end within max_lag of the audio.
+
+    Also each count's mean live WER and median commit lag, whether or not it kept up.
+    """
     best = 0
     notes: list[str] = []
+    accuracy: list[str] = []
+    behind = False
     for n in counts:
         runs = await asyncio.gather(*(live_once(stub, audio) for _ in range(n)))
         worst = max(r.lag for r in runs)
         ok = worst <= max_lag
         notes.append(f"{n}: worst lag {worst:.1f} s{'' if ok else ' (falls behind)'}")
+        mean_wer = float(np.mean([wer(reference, r.text) for r in runs]))
+        commit = float(np.median([r.commit_lag for r in runs]))
+        accuracy.append(f"{n}: WER {mean_wer:.3f}, commit lag {commit:.1f} s")
         if not ok:
-            break
-        best = n
-    return best, notes
+            behind = True
+        if not behind:
+            best = n
+    return best, notes, accuracy
+
+
+async def file_accuracy(
+    stub: pb_grpc.TranscriberServiceAsyncStub, model: str, multilingual: bool
+) -> list[tuple[str, str]]:
+    """WER on the English clips, CER on the Russian one, through TranscribeFile."""
+    from bench.transcriber.accuracy import cer, clips
+
+    rows: list[tuple[str, str]] = []
+    for name, language, audio, reference in clips():
+        if language != "en" and not multilingual:
+            rows.append((f"{name} ({language}) error, language detected", "n/a (English-only)"))
+            continue
+        reply = await stub.TranscribeFile(
+            pb.TranscribeFileRequest(
+                config=pb.TranscriptionConfig(model=model, language="" if multilingual else "en"),
+                audio=encode_ogg(audio),
+            ),
+            timeout=600,
+        )
+        text = " ".join(s.text for s in reply.segments)
+        if language == "ru":
+            error = f"CER {cer(reference, text):.3f}"
+        else:
+            error = f"WER {wer(reference, text):.3f}"
+        key = f"{name} ({language}) error, language detected"
+        rows.append((key, f"{error}, {reply.language.language}"))
+    return rows
 
 
 async def bench(args: argparse.Namespace) -> list[tuple[str, str]]:
@@ -275,11 +327,23 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, str]]:
             concurrent = time.perf_counter() - start
             live_audio, live_reference = live_corpus(args.live_seconds)
             live = await live_once(stub, live_audio) if args.live_seconds else None
-            sustained, live_notes = (
-                await live_capacity(stub, live_audio, counts, args.max_lag)
+            sustained, live_notes, live_accuracy = (
+                await live_capacity(stub, live_audio, live_reference, counts, args.max_lag)
                 if args.live_seconds and counts
-                else (0, [])
+                else (0, [], [])
             )
+            offline_wer = float("nan")
+            if args.live_seconds:
+                # The live mode's yardstick: the same audio, offline, beam 1.
+                reply = await stub.TranscribeFile(
+                    pb.TranscribeFileRequest(
+                        config=pb.TranscriptionConfig(language="en", beam_size=1),
+                        audio=encode_ogg(live_audio),
+                    ),
+                    timeout=600,
+                )
+                offline_wer = wer(live_reference, " ".join(s.text for s in reply.segments))
+            accuracy = await file_accuracy(stub, args.model, recognizer.multilingual)
     finally:
         await app.stop(0)
 
@@ -312,6 +376,8 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, str]]:
             ),
             ("live: final lag after the audio ends", f"{live.lag:.2f} s"),
             ("live: WER", f"{wer(live_reference, live.text):.3f}"),
+            ("live: commit lag (median)", f"{live.commit_lag:.2f} s"),
+            ("offline beam-1 WER of the live audio", f"{offline_wer:.3f}"),
         ]
     if live_notes:
         rows += [
@@ -319,7 +385,9 @@ async def bench(args: argparse.Namespace) -> list[tuple[str, str]]:
                 f"live streams sustained at real time (lag <= {args.max_lag:.0f} s)",
                 f"{sustained}  ({'; '.join(live_notes)})",
             ),
+            ("live WER and commit lag by streams", "; ".join(live_accuracy)),
         ]
+    rows += accuracy
     stats = getattr(recognizer, "stats", None)
     if stats is not None:
         rows.append(
@@ -362,7 +430,9 @@ def live_corpus(seconds: float) -> tuple[npt.NDArray[np.float32], str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=1, help="corpus repetitions (~71 s each)")
-    parser.add_argument("--model", default="tiny.en")
+    parser.add_argument(
+        "--models", default="base,tiny.en", help="models to measure, one column each"
+    )
     parser.add_argument("--beam", type=int, default=1)
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--streams", type=int, default=4)
@@ -384,12 +454,15 @@ def main(argv: list[str] | None = None) -> None:
         "--max-lag", type=float, default=5.0, help="seconds after its audio a live stream may end"
     )
     args = parser.parse_args(argv)
-    rows = asyncio.run(bench(args))
-    width = max(len(k) for k, _ in rows)
-    print(f"{'measure'.ljust(width)}  value")
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    columns = [asyncio.run(bench(argparse.Namespace(**vars(args), model=m))) for m in models]
+    keys = list(dict.fromkeys(k for rows in columns for k, _ in rows))
+    values = [dict(rows) for rows in columns]
+    width = max(len(k) for k in keys)
+    print(f"{'measure'.ljust(width)}  " + "  |  ".join(models))
     print(f"{'-' * width}  {'-' * 30}")
-    for key, value in rows:
-        print(f"{key.ljust(width)}  {value}")
+    for key in keys:
+        print(f"{key.ljust(width)}  " + "  |  ".join(v.get(key, "") for v in values))
 
 
 if __name__ == "__main__":

@@ -125,12 +125,18 @@ async def test_queued_caller_leaving_frees_its_place(
             yield pb.TranscribeRequest(audio=piece)
         await hold.wait()
 
+    async def read_all(call: Any) -> None:
+        # The first event (the FLAC's duration) comes at once; the rest waits
+        # for the upload that never ends.
+        async for _ in call:
+            pass
+
     admission = srv.service.admission
     a = srv.stub.Transcribe(requests(), timeout=60)
-    a_task = asyncio.create_task(a.read())
+    a_task = asyncio.create_task(read_all(a))
     await _wait_for(lambda: admission.active == 1)
     b = srv.stub.Transcribe(requests(), timeout=60)
-    b_task = asyncio.create_task(b.read())
+    b_task = asyncio.create_task(read_all(b))
     await _wait_for(lambda: admission.queued == 1)
     b.cancel()
     await _wait_for(lambda: admission.queued == 0)

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow
 @dataclass
 class StreamResult:
     languages: list[pb.LanguageDetected] = field(default_factory=list)
+    audio: list[pb.AudioInfo] = field(default_factory=list)
     segments: list[pb.Segment] = field(default_factory=list)
     done: pb.Done | None = None
     order: list[str] = field(default_factory=list)
@@ -53,6 +54,8 @@ async def transcribe(
             result.languages.append(response.language)
         elif kind == "segment":
             result.segments.append(response.segment)
+        elif kind == "audio":
+            result.audio.append(response.audio)
         else:
             result.done = response.done
     return result
@@ -65,8 +68,10 @@ async def test_jfk_flac_stream(
     data = (audio_dir / "jfk.flac").read_bytes()
     result = await transcribe(srv.stub, data, timeout=60)
     assert wer(transcripts["jfk.flac"]["text"], result.text) <= 0.05, result.text
-    # One language event, then segments, then exactly one done.
-    assert result.order[0] == "language" and result.order[-1] == "done"
+    # The duration (from FLAC's header), one language event, segments, exactly one done.
+    assert result.order[:2] == ["audio", "language"] and result.order[-1] == "done"
+    assert len(result.audio) == 1 and result.audio[0].final
+    assert result.audio[0].duration_seconds == pytest.approx(11.0, abs=0.01)
     assert result.order.count("language") == 1 and result.order.count("done") == 1
     assert result.languages[0].language == "en"
     assert result.languages[0].probability == pytest.approx(1.0)
@@ -103,6 +108,11 @@ async def test_containers(
         assert wer(transcripts["jfk.flac"]["text"], result.text) <= 0.05, (name, result.text)
         assert result.done is not None
         assert result.done.audio_duration_seconds == pytest.approx(11.0, abs=0.2), name
+        # Every container states its exact duration once, before done.
+        assert [a.final for a in result.audio] == [True], name
+        assert result.audio[0].duration_seconds == pytest.approx(11.0, abs=0.1), name
+        assert result.order.index("audio") < result.order.index("done"), name
+        assert result.done.transcribed_seconds == pytest.approx(11.0, abs=0.2), name
 
 
 async def test_output_formats_and_words(start_server: ServerFactory, audio_dir: Path) -> None:

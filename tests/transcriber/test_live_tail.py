@@ -20,6 +20,7 @@ from tests.transcriber.conftest import Audio
 from transcriber.asr import DecodeOptions, Language, Segment, SpeechRecognizer, WindowResult, Word
 from transcriber.audio import SAMPLE_RATE
 from transcriber.live import LiveTranscriber
+from transcriber.windowing import SegmentEvent
 
 
 class EarlyStopRecognizer:
@@ -94,3 +95,42 @@ def test_silence_after_the_last_word_is_not_read_again(jfk_audio: Audio) -> None
     # Every pass reads from the stream's start: the 3 s of silence at the end
     # did not start a pass of its own.
     assert {offset for offset, _ in recognizer.passes} == {0.0}
+
+
+def _commit_lags(audio: Audio, commit_seconds: float) -> tuple[list[float], str]:
+    """Audio seconds that had arrived past each final segment's end when it was sent."""
+    recognizer = EarlyStopRecognizer(_script(audio.size / SAMPLE_RATE), reach=60.0)
+    fed = 0
+    lags: list[float] = []
+
+    def emit(event: Any) -> None:
+        if isinstance(event, SegmentEvent) and event.segment.final:
+            lags.append(fed / SAMPLE_RATE - event.segment.end)
+
+    def chunks() -> Iterator[Audio]:
+        nonlocal fed
+        step = SAMPLE_RATE // 5
+        for i in range(0, audio.size, step):
+            fed = min(audio.size, i + step)
+            yield audio[i : i + step]
+
+    live = LiveTranscriber(
+        cast(SpeechRecognizer, recognizer),
+        DecodeOptions(language="en"),
+        emit=emit,
+        cancel=threading.Event(),
+        min_chunk_seconds=1.0,
+        commit_seconds=commit_seconds,
+    )
+    transcript = live.run(chunks())
+    return lags, "".join(s.text for s in transcript.segments)
+
+
+def test_commit_step_compares_hypotheses_that_far_apart(jfk_audio: Audio) -> None:
+    script = [w.word.strip() for w in _script(jfk_audio.size / SAMPLE_RATE)]
+    every_pass, text = _commit_lags(jfk_audio, 0.0)
+    assert text.split() == script
+    two_seconds, text = _commit_lags(jfk_audio, 2.0)
+    assert text.split() == script  # the same words, committed later
+    mid = len(every_pass) // 2
+    assert sorted(two_seconds)[len(two_seconds) // 2] > sorted(every_pass)[mid]
