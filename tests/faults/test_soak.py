@@ -3,7 +3,8 @@
 Fifty users send voice notes, ask for /balance and pay with Stars, each at
 their own pace, while the transcriber is killed and restarted and Telegram (the
 emulator) answers with 429s, 500s, hangs and dropped connections for a
-while, more than once. Afterwards every accepted note has exactly one
+while, more than once, and once refuses every message for longer than any call's
+deadline (a 429 storm). Afterwards every accepted note has exactly one
 outcome (its transcript, charged once, or a refund, charged never), every
 command exactly one answer, the ledger balances, and no service grew its
 resident memory by 10 % or more between the end of the warm-up and the end.
@@ -190,6 +191,20 @@ async def chaos(mesh: Mesh, sim: Sim, rng: random.Random) -> None:
     await quiet(mesh, sim)
     sim.baseline = rss_by_service(mesh)
     sim.paused.set()
+    # A 429 storm: every message to Telegram refused for longer than any call's
+    # deadline (the long form; the CI form has no minute to spare), so queued
+    # notices and status messages wait in the notifier's outbox.
+    await until(0.42)
+    mesh.emulator.faults = FaultPolicy(
+        rate_429=1.0,
+        retry_after=3,
+        methods=frozenset({"sendMessage", "editMessageText", "sendDocument"}),
+    )
+    sim.fault_bursts += 1
+    try:
+        await asyncio.sleep(40 if SOAK_SECONDS >= 300 else 8)
+    finally:
+        mesh.emulator.faults = FaultPolicy()
     # Bursts at random moments of the rest, 6 s each, about one a minute (at least two).
     slots = max(2, round(SOAK_SECONDS / 60))
     for i in range(slots):
