@@ -40,6 +40,8 @@ from gateway.config import WEBHOOK_PATH, GatewaySettings
 from gateway.handlers import routers
 from gateway.i18n import COMMANDS
 from gateway.jobs.accept import Jobs
+from gateway.jobs.cache import TranscriptCache
+from gateway.jobs.model import Job, Outcome
 from gateway.jobs.queue import JobQueue
 from gateway.jobs.reconciler import Reconciler
 from gateway.jobs.runner import Runner
@@ -285,7 +287,13 @@ def build(settings: GatewaySettings) -> Parts:
     queue = JobQueue(
         services, bot_id=bot.id, owner=f"{socket.gethostname()}-{secrets.token_hex(3)}"
     )
-    runner = Runner(queue, saga, lease_seconds=settings.job_lease_seconds)
+    cache = TranscriptCache(redis, prefix, ttl_seconds=settings.transcript_cache_seconds)
+
+    async def remember(job: Job, outcome: Outcome) -> None:
+        if outcome.status == "done" and outcome.text:
+            await cache.put(job.spec, outcome.text)
+
+    runner = Runner(queue, saga, lease_seconds=settings.job_lease_seconds, on_outcome=remember)
     payments = Payments(redis, prefix, services)
     reconciler = Reconciler(
         queue, runner, payments, interval_seconds=settings.reconcile_interval_seconds
@@ -294,7 +302,7 @@ def build(settings: GatewaySettings) -> Parts:
     prefs = RedisPrefs(redis, prefix)
     dp, in_flight = build_dispatcher(
         services=services,
-        jobs=Jobs(queue, runner, saga),
+        jobs=Jobs(queue, runner, saga, cache),
         prefs=prefs,
         payments=payments,
         guards=Guards(

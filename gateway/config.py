@@ -79,6 +79,8 @@ class GatewaySettings:
     rate_limit_per_minute: int = 20
     # How long a seen update_id is remembered (Telegram re-delivers for hours).
     dedupe_ttl_seconds: int = 24 * 3600
+    # How long a finished transcript answers the same file again, free (0: never).
+    transcript_cache_seconds: int = 24 * 3600
     packages: tuple[StarsPackage, ...] = (
         StarsPackage(50, 500),
         StarsPackage(100, 1000),
@@ -130,6 +132,9 @@ class GatewaySettings:
             grace_seconds=env_float(env, "GATEWAY_GRACE_SECONDS", 30.0, min=0, max=3600),
             rate_limit_per_minute=env_int(
                 env, "GATEWAY_RATE_LIMIT_PER_MINUTE", 20, min=1, max=10000
+            ),
+            transcript_cache_seconds=env_int(
+                env, "GATEWAY_TRANSCRIPT_CACHE_SECONDS", 24 * 3600, min=0, max=30 * 86400
             ),
             dedupe_ttl_seconds=env_int(
                 env, "GATEWAY_DEDUPE_TTL_SECONDS", 24 * 3600, min=60, max=30 * 86400

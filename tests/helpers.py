@@ -16,5 +16,19 @@ def wer(reference: str, hypothesis: str) -> float:
     return float(jiwer.wer(norm(reference), norm(hypothesis)))
 
 
+def normalise_ru(text: str) -> str:
+    # Whisper writes "е" for "ё" as often as not; neither is an error of hearing.
+    text = text.lower().replace("ё", "е")
+    text = re.sub(r"[^\w\s]", " ", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def cer(reference: str, hypothesis: str) -> float:
+    """Character error rate, for languages (Russian) whose words inflect."""
+    import jiwer
+
+    return float(jiwer.cer(normalise_ru(reference), normalise_ru(hypothesis)))
+
+
 def reference_text(audio: pathlib.Path, name: str) -> str:
     return str(json.loads((audio / "transcripts.json").read_text())[name]["text"])

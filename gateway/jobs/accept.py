@@ -15,6 +15,7 @@ import grpc
 
 from billing.v1 import billing_pb2
 from gateway.i18n import t
+from gateway.jobs.cache import TranscriptCache
 from gateway.jobs.model import JobSpec
 from gateway.jobs.queue import JobQueue
 from gateway.jobs.runner import Runner
@@ -35,12 +36,19 @@ class Jobs:
     queue: JobQueue
     runner: Runner
     saga: Saga
+    cache: TranscriptCache | None = None
 
     async def accept(self, spec: JobSpec, trace_id: str) -> bool:
         """Record ``spec`` and start it (QueueFullError if the user has too many waiting).
 
-        Returns False when the update was seen before (its job exists).
+        Returns False when the update was seen before (its job exists), or was
+        answered from the transcript cache.
         """
+        if self.cache is not None:
+            cached = await self.cache.get(spec)
+            if cached is not None:
+                await self.saga.answer_from_cache(spec, cached)
+                return False
         try:
             submitted = await self.queue.submit(spec, trace_id)
         except grpc.aio.AioRpcError as exc:

@@ -36,7 +36,7 @@ import grpc
 
 from billing.v1 import billing_pb2
 from gateway.clients import Services
-from gateway.i18n import t
+from gateway.i18n import language_name, t
 from gateway.jobs.editor import TELEGRAM_TEXT_LIMIT
 from gateway.jobs.model import Job, JobSpec, Outcome
 from gateway.jobs.money import CLEANUP_SECONDS, BannedError, Money, NoFundsError, Pricing
@@ -76,6 +76,18 @@ _BAD_MEDIA = {
 
 class RetryLaterError(Exception):
     """A dependency was unreachable before anything irreversible: run the job again later."""
+
+
+def _says_language(spec: JobSpec, detected: str) -> bool:
+    """Name the detected language under plain text when it is not the interface's."""
+    return (
+        not spec.speech_language
+        and bool(detected)
+        and detected != spec.lang
+        and spec.output_format
+        in (transcriber_pb2.OUTPUT_FORMAT_TEXT, transcriber_pb2.OUTPUT_FORMAT_TIMESTAMPED_TEXT)
+        and spec.task == transcriber_pb2.TASK_TRANSCRIBE
+    )
 
 
 def _why(exc: BaseException) -> str:
@@ -372,6 +384,11 @@ class Saga:
         tail = _TAILS.get(result.stopped)
         if tail is not None:
             text = f"{text}\n\n{t(spec.lang, tail)}"
+        elif _says_language(spec, result.language):
+            # Detected, and not the language the bot speaks to this user: say which.
+            name = language_name(spec.lang, result.language)
+            word = t(spec.lang, "detected_language", language=name)
+            text = f"{text}\n\n{word}"
         try:
             await self._deliver(job, status, text)
         except grpc.aio.AioRpcError as exc:
@@ -411,6 +428,23 @@ class Saga:
                 return
             await self._edit(spec, "final", status, t(spec.lang, "transcript_file"))
             await self._document(spec, "transcript.txt", text)
+
+    async def answer_from_cache(self, spec: JobSpec, text: str) -> None:
+        """A note transcribed before with the same settings: its text, at once and free."""
+        note = t(spec.lang, "from_cache")
+        with deadline.bound(CLEANUP_SECONDS):
+            if spec.output_format in (
+                transcriber_pb2.OUTPUT_FORMAT_SRT,
+                transcriber_pb2.OUTPUT_FORMAT_VTT,
+            ):
+                ext = "srt" if spec.output_format == transcriber_pb2.OUTPUT_FORMAT_SRT else "vtt"
+                await self.send(spec, "cached", note)
+                await self._document(spec, f"transcript.{ext}", text)
+            elif len(note) + 2 + len(text) <= TELEGRAM_TEXT_LIMIT:
+                await self.send(spec, "cached", f"{note}\n\n{text}")
+            else:
+                await self.send(spec, "cached", note)
+                await self._document(spec, "transcript.txt", text)
 
     async def _document(self, spec: JobSpec, filename: str, text: str) -> None:
         await self.services.notifier.SendDocument(

@@ -30,7 +30,7 @@ from tests.gateway.support import (
     transactions,
     wait_for,
 )
-from tests.helpers import reference_text, wer
+from tests.helpers import cer, reference_text, wer
 from voxmesh.audiofiles import encode
 from voxmesh.devmesh import Mesh
 
@@ -209,6 +209,56 @@ async def test_buy_with_stars_credits_once(mesh: Mesh) -> None:
         if tx.kind == billing_pb2.TRANSACTION_KIND_TOP_UP
     ]
     assert [tx.amount_credits for tx in top_ups] == [500]
+
+
+async def test_a_note_transcribed_before_is_answered_from_the_cache_free(
+    mesh: Mesh, jfk_ogg: bytes, jfk_text: str
+) -> None:
+    emu = mesh.emulator
+    first, second = 710018, 710019
+    file_id = emu.add_file(jfk_ogg, mime_type="audio/ogg")
+    note = push(mesh, chat_id=first, user_id=first, voice=(file_id, 11))
+    answer = await final_reply(mesh, first, note)
+    assert wer(jfk_text, answer.text or "") <= 0.15, answer.text
+    await settled(mesh, first)
+    streams = _transcribe_calls(mesh)
+    # The same file forwarded to another user: its text at once, no job, no charge.
+    forwarded = push(mesh, chat_id=second, user_id=second, voice=(file_id, 11))
+    [again] = await texts_in(mesh, second, 1)
+    assert again.startswith("♻️ Transcribed before: here it is again, free of charge.\n\n")
+    assert again.split("\n\n", 1)[1] == answer.text
+    assert reply_to(mesh, second, forwarded)  # a reply to the forwarded note
+    await asyncio.sleep(1)
+    assert _transcribe_calls(mesh) == streams
+    money = await balance(mesh, second)
+    assert (money.balance_credits, money.held_credits) == (TRIAL, 0)
+    kinds = {tx.kind for tx in await transactions(mesh, second)}
+    assert billing_pb2.TRANSACTION_KIND_CAPTURE not in kinds
+
+
+def _transcribe_calls(mesh: Mesh) -> int:
+    return sum(
+        1
+        for line in mesh.log_text("transcriber").splitlines()
+        if "transcriber.v1.TranscriberService/Transcribe" in line
+    )
+
+
+DATA = pathlib.Path(__file__).resolve().parent.parent / "data"
+
+
+async def test_a_russian_note_on_the_defaults(mesh: Mesh) -> None:
+    """The committed Russian clip from a Russian Telegram user, nothing configured:
+    Russian text, character error rate under 0.10."""
+    user = 710020
+    clip = (DATA / "ru_paragraph.ogg").read_bytes()
+    file_id = mesh.emulator.add_file(clip, mime_type="audio/ogg")
+    note = push(mesh, chat_id=user, user_id=user, voice=(file_id, 1), language_code="ru")
+    answer = await final_reply(mesh, user, note, timeout=120)
+    text = answer.text or ""
+    expected = (DATA / "ru_paragraph.txt").read_text().strip()
+    assert cer(expected, text) < 0.10, text
+    assert "🌐" not in text  # Russian, as the interface: no language line
 
 
 async def test_admin_refunds_a_stars_payment_once(mesh: Mesh) -> None:

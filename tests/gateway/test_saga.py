@@ -361,3 +361,22 @@ async def test_srt_and_vtt_are_files() -> None:
         await rig.run(job(output_format=fmt))
         [doc] = rig.notifier.requests("SendDocument")
         assert doc.filename == name
+
+
+async def test_the_detected_language_is_named_when_it_is_not_the_interfaces() -> None:
+    rig = Rig()
+    events = transcript("Hello there.", seconds=3)
+    events.insert(
+        1,
+        transcriber_pb2.TranscribeResponse(
+            language=transcriber_pb2.LanguageDetected(language="en", probability=0.9)
+        ),
+    )
+    rig.transcriber.events = events
+    await rig.run(job(lang="ru"))
+    assert rig.notifier.requests("Edit")[-1].text == "Hello there.\n\n🌐 Язык: английский."
+    # Asked for in the interface's own language, or fixed by /lang: nothing added.
+    rig = Rig()
+    rig.transcriber.events = events
+    await rig.run(job(lang="en"))
+    assert rig.notifier.requests("Edit")[-1].text == "Hello there."

@@ -7,29 +7,17 @@ needed here.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-import jiwer
 import pytest
 
+from tests.helpers import cer, normalise_ru
 from tests.transcriber.conftest import REPO_ROOT, ServerFactory
 from transcriber.v1 import transcriber_pb2 as pb
 
 pytestmark = pytest.mark.slow
 
 DATA = REPO_ROOT / "tests" / "data"
-
-
-def normalise_ru(text: str) -> str:
-    # Whisper writes "е" for "ё" as often as not; neither is an error of hearing.
-    text = text.lower().replace("ё", "е")
-    text = re.sub(r"[^\w\s]", " ", text)
-    return re.sub(r"\s+", " ", text).strip()
-
-
-def cer(reference: str, hypothesis: str) -> float:
-    return float(jiwer.cer(normalise_ru(reference), normalise_ru(hypothesis)))
 
 
 def test_normalise_ru_drops_case_punctuation_and_yo() -> None:
