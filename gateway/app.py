@@ -289,7 +289,15 @@ def build(settings: GatewaySettings) -> Parts:
     )
     cache = TranscriptCache(redis, prefix, ttl_seconds=settings.transcript_cache_seconds)
 
+    outcomes = Counter(
+        "voxmesh_gateway_jobs",
+        "Jobs that reached an outcome (done, no_speech, no_funds, cancelled, failed, ...).",
+        ["outcome"],
+        registry=registry,
+    )
+
     async def remember(job: Job, outcome: Outcome) -> None:
+        outcomes.labels(outcome.status).inc()
         if outcome.status == "done" and outcome.text:
             await cache.put(job.spec, outcome.text)
 
@@ -298,7 +306,20 @@ def build(settings: GatewaySettings) -> Parts:
     reconciler = Reconciler(
         queue, runner, payments, interval_seconds=settings.reconcile_interval_seconds
     )
-    health.on_reset = reconciler.wake
+    Gauge(
+        "voxmesh_gateway_jobs_running", "Jobs running on this replica.", registry=registry
+    ).set_function(runner.running)
+    resets = Counter(
+        "voxmesh_gateway_redis_resets",
+        "Times Redis came back empty (its epoch marker gone): its state was lost.",
+        registry=registry,
+    )
+
+    def on_reset() -> None:
+        resets.inc()
+        reconciler.wake()
+
+    health.on_reset = on_reset
     prefs = RedisPrefs(redis, prefix)
     dp, in_flight = build_dispatcher(
         services=services,

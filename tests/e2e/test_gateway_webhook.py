@@ -183,3 +183,5 @@ async def test_gateway_killed_with_five_notes_queued(
         if tx.kind == billing_pb2.TRANSACTION_KIND_CAPTURE
     ]
     assert charged == [-2] * 5
+    # The restarted gateway counted what it finished (the first may have ended before the kill).
+    assert await metric(mesh, 'voxmesh_gateway_jobs_total{outcome="done"}') >= 4
