@@ -503,6 +503,44 @@ async def test_subtitles_and_language_settings(mesh: Mesh, jfk_ogg: bytes) -> No
     assert srt.startswith("1\n00:00:0") and " --> " in srt and "country" in srt
 
 
+async def test_vtt_and_timestamps_formats(mesh: Mesh, jfk_ogg: bytes) -> None:
+    emu = mesh.emulator
+    user = 710021
+    file_id = emu.add_file(jfk_ogg, mime_type="audio/ogg")
+    push(mesh, chat_id=user, user_id=user, text="/format vtt")
+    await texts_in(mesh, user, 1)
+    note = push(mesh, chat_id=user, user_id=user, voice=(file_id, 11))
+    answer = await final_reply(mesh, user, note)
+    assert answer.text == "📝 Here are the subtitles (VTT)."
+    await wait_for(
+        lambda: any(m.document for m in reply_to(mesh, user, note)), 20, "the .vtt document"
+    )
+    doc = next(m.document for m in reply_to(mesh, user, note) if m.document)
+    assert doc is not None and doc.file_name == "transcript.vtt"
+    vtt = doc.content.decode()
+    assert vtt.startswith("WEBVTT") and " --> " in vtt and "country" in vtt
+    push(mesh, chat_id=user, user_id=user, text="/format timestamps")
+    await texts_in(mesh, user, 4)
+    again = emu.add_file(jfk_ogg, mime_type="audio/ogg")
+    note = push(mesh, chat_id=user, user_id=user, voice=(again, 11))
+    answer = await final_reply(mesh, user, note)
+    assert (answer.text or "").startswith("[00:0"), answer.text
+
+
+async def test_translate_a_russian_note_into_english(mesh: Mesh) -> None:
+    emu = mesh.emulator
+    user = 710022
+    push(mesh, chat_id=user, user_id=user, text="/translate on", language_code="ru")
+    await texts_in(mesh, user, 1)
+    file_id = emu.add_file((DATA / "ru_paragraph.ogg").read_bytes(), mime_type="audio/ogg")
+    note = push(mesh, chat_id=user, user_id=user, voice=(file_id, 60), language_code="ru")
+    answer = await final_reply(mesh, user, note, timeout=150)
+    text = (answer.text or "").lower()
+    # English words of the paragraph's weather and city, no Cyrillic.
+    assert not any("а" <= ch <= "я" for ch in text), text
+    assert sum(w in text for w in ("city", "morning", "river", "weather", "library", "cold")) >= 3
+
+
 async def test_admin_commands(mesh: Mesh, jfk_ogg: bytes) -> None:
     user, admin = 710014, ADMIN_ID
     push(mesh, chat_id=user, user_id=user, text="/stats")
