@@ -34,6 +34,16 @@ class TransactionKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRANSACTION_KIND_REFUND: _ClassVar[TransactionKind]
     TRANSACTION_KIND_GRANT: _ClassVar[TransactionKind]
     TRANSACTION_KIND_TRIAL: _ClassVar[TransactionKind]
+    TRANSACTION_KIND_TOP_UP_REFUND: _ClassVar[TransactionKind]
+
+class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    JOB_STATE_UNSPECIFIED: _ClassVar[JobState]
+    JOB_STATE_QUEUED: _ClassVar[JobState]
+    JOB_STATE_RUNNING: _ClassVar[JobState]
+    JOB_STATE_DONE: _ClassVar[JobState]
+    JOB_STATE_FAILED: _ClassVar[JobState]
+    JOB_STATE_CANCELLED: _ClassVar[JobState]
 ROLE_UNSPECIFIED: Role
 ROLE_USER: Role
 ROLE_ADMIN: Role
@@ -49,6 +59,13 @@ TRANSACTION_KIND_CAPTURE: TransactionKind
 TRANSACTION_KIND_REFUND: TransactionKind
 TRANSACTION_KIND_GRANT: TransactionKind
 TRANSACTION_KIND_TRIAL: TransactionKind
+TRANSACTION_KIND_TOP_UP_REFUND: TransactionKind
+JOB_STATE_UNSPECIFIED: JobState
+JOB_STATE_QUEUED: JobState
+JOB_STATE_RUNNING: JobState
+JOB_STATE_DONE: JobState
+JOB_STATE_FAILED: JobState
+JOB_STATE_CANCELLED: JobState
 
 class User(_message.Message):
     __slots__ = ("user_id", "username", "language_code", "role", "create_time")
@@ -65,18 +82,20 @@ class User(_message.Message):
     def __init__(self, user_id: _Optional[int] = ..., username: _Optional[str] = ..., language_code: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("chat_id", "message_id", "file_id", "duration_seconds", "trace_id")
+    __slots__ = ("chat_id", "message_id", "file_id", "duration_seconds", "trace_id", "job_id")
     CHAT_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     FILE_ID_FIELD_NUMBER: _ClassVar[int]
     DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
     chat_id: int
     message_id: int
     file_id: str
     duration_seconds: int
     trace_id: str
-    def __init__(self, chat_id: _Optional[int] = ..., message_id: _Optional[int] = ..., file_id: _Optional[str] = ..., duration_seconds: _Optional[int] = ..., trace_id: _Optional[str] = ...) -> None: ...
+    job_id: str
+    def __init__(self, chat_id: _Optional[int] = ..., message_id: _Optional[int] = ..., file_id: _Optional[str] = ..., duration_seconds: _Optional[int] = ..., trace_id: _Optional[str] = ..., job_id: _Optional[str] = ...) -> None: ...
 
 class Hold(_message.Message):
     __slots__ = ("hold_id", "user_id", "amount_credits", "captured_credits", "state", "expire_time", "job")
@@ -369,3 +388,219 @@ class ListStaleJobsResponse(_message.Message):
     jobs: _containers.RepeatedCompositeFieldContainer[StaleJob]
     next_page_token: str
     def __init__(self, jobs: _Optional[_Iterable[_Union[StaleJob, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ExtendHoldRequest(_message.Message):
+    __slots__ = ("idempotency_key", "hold_id", "amount_credits", "ttl")
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    HOLD_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_CREDITS_FIELD_NUMBER: _ClassVar[int]
+    TTL_FIELD_NUMBER: _ClassVar[int]
+    idempotency_key: str
+    hold_id: str
+    amount_credits: int
+    ttl: _duration_pb2.Duration
+    def __init__(self, idempotency_key: _Optional[str] = ..., hold_id: _Optional[str] = ..., amount_credits: _Optional[int] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class ExtendHoldResponse(_message.Message):
+    __slots__ = ("hold", "balance_credits")
+    HOLD_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_CREDITS_FIELD_NUMBER: _ClassVar[int]
+    hold: Hold
+    balance_credits: int
+    def __init__(self, hold: _Optional[_Union[Hold, _Mapping]] = ..., balance_credits: _Optional[int] = ...) -> None: ...
+
+class GetHoldRequest(_message.Message):
+    __slots__ = ("hold_id",)
+    HOLD_ID_FIELD_NUMBER: _ClassVar[int]
+    hold_id: str
+    def __init__(self, hold_id: _Optional[str] = ...) -> None: ...
+
+class GetHoldResponse(_message.Message):
+    __slots__ = ("hold",)
+    HOLD_FIELD_NUMBER: _ClassVar[int]
+    hold: Hold
+    def __init__(self, hold: _Optional[_Union[Hold, _Mapping]] = ...) -> None: ...
+
+class QueuedJob(_message.Message):
+    __slots__ = ("job_id", "user_id", "chat_id", "message_id", "state", "spec", "status_message_id", "attempt", "lease_expire_time", "cancel_requested", "hold_id", "create_time", "trace_id", "outcome")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    CHAT_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    STATUS_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    LEASE_EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_REQUESTED_FIELD_NUMBER: _ClassVar[int]
+    HOLD_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    user_id: int
+    chat_id: int
+    message_id: int
+    state: JobState
+    spec: bytes
+    status_message_id: int
+    attempt: int
+    lease_expire_time: _timestamp_pb2.Timestamp
+    cancel_requested: bool
+    hold_id: str
+    create_time: _timestamp_pb2.Timestamp
+    trace_id: str
+    outcome: str
+    def __init__(self, job_id: _Optional[str] = ..., user_id: _Optional[int] = ..., chat_id: _Optional[int] = ..., message_id: _Optional[int] = ..., state: _Optional[_Union[JobState, str]] = ..., spec: _Optional[bytes] = ..., status_message_id: _Optional[int] = ..., attempt: _Optional[int] = ..., lease_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_requested: _Optional[bool] = ..., hold_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trace_id: _Optional[str] = ..., outcome: _Optional[str] = ...) -> None: ...
+
+class SubmitJobRequest(_message.Message):
+    __slots__ = ("idempotency_key", "user_id", "chat_id", "message_id", "spec", "trace_id")
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    CHAT_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    idempotency_key: str
+    user_id: int
+    chat_id: int
+    message_id: int
+    spec: bytes
+    trace_id: str
+    def __init__(self, idempotency_key: _Optional[str] = ..., user_id: _Optional[int] = ..., chat_id: _Optional[int] = ..., message_id: _Optional[int] = ..., spec: _Optional[bytes] = ..., trace_id: _Optional[str] = ...) -> None: ...
+
+class SubmitJobResponse(_message.Message):
+    __slots__ = ("job", "created", "ahead")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    AHEAD_FIELD_NUMBER: _ClassVar[int]
+    job: QueuedJob
+    created: bool
+    ahead: int
+    def __init__(self, job: _Optional[_Union[QueuedJob, _Mapping]] = ..., created: _Optional[bool] = ..., ahead: _Optional[int] = ...) -> None: ...
+
+class ClaimJobRequest(_message.Message):
+    __slots__ = ("user_id", "owner", "lease")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    LEASE_FIELD_NUMBER: _ClassVar[int]
+    user_id: int
+    owner: str
+    lease: _duration_pb2.Duration
+    def __init__(self, user_id: _Optional[int] = ..., owner: _Optional[str] = ..., lease: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class ClaimJobResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: QueuedJob
+    def __init__(self, job: _Optional[_Union[QueuedJob, _Mapping]] = ...) -> None: ...
+
+class RenewJobRequest(_message.Message):
+    __slots__ = ("job_id", "attempt", "lease")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    LEASE_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    attempt: int
+    lease: _duration_pb2.Duration
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., lease: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class RenewJobResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: QueuedJob
+    def __init__(self, job: _Optional[_Union[QueuedJob, _Mapping]] = ...) -> None: ...
+
+class FinishJobRequest(_message.Message):
+    __slots__ = ("job_id", "attempt", "state", "outcome")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    attempt: int
+    state: JobState
+    outcome: str
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., state: _Optional[_Union[JobState, str]] = ..., outcome: _Optional[str] = ...) -> None: ...
+
+class FinishJobResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: QueuedJob
+    def __init__(self, job: _Optional[_Union[QueuedJob, _Mapping]] = ...) -> None: ...
+
+class AttachJobMessageRequest(_message.Message):
+    __slots__ = ("job_id", "status_message_id")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    status_message_id: int
+    def __init__(self, job_id: _Optional[str] = ..., status_message_id: _Optional[int] = ...) -> None: ...
+
+class AttachJobMessageResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: QueuedJob
+    def __init__(self, job: _Optional[_Union[QueuedJob, _Mapping]] = ...) -> None: ...
+
+class CancelJobRequest(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: int
+    def __init__(self, user_id: _Optional[int] = ...) -> None: ...
+
+class CancelJobResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: QueuedJob
+    def __init__(self, job: _Optional[_Union[QueuedJob, _Mapping]] = ...) -> None: ...
+
+class ListRunnableJobsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListRunnableJobsResponse(_message.Message):
+    __slots__ = ("user_ids", "next_page_token")
+    USER_IDS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    user_ids: _containers.RepeatedScalarFieldContainer[int]
+    next_page_token: str
+    def __init__(self, user_ids: _Optional[_Iterable[int]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class RefundTopUpRequest(_message.Message):
+    __slots__ = ("idempotency_key", "provider", "provider_charge_id", "reason")
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_CHARGE_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    idempotency_key: str
+    provider: str
+    provider_charge_id: str
+    reason: str
+    def __init__(self, idempotency_key: _Optional[str] = ..., provider: _Optional[str] = ..., provider_charge_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RefundTopUpResponse(_message.Message):
+    __slots__ = ("transaction", "balance_credits", "user_id")
+    TRANSACTION_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_CREDITS_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    transaction: Transaction
+    balance_credits: int
+    user_id: int
+    def __init__(self, transaction: _Optional[_Union[Transaction, _Mapping]] = ..., balance_credits: _Optional[int] = ..., user_id: _Optional[int] = ...) -> None: ...
+
+class EraseUserRequest(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: int
+    def __init__(self, user_id: _Optional[int] = ...) -> None: ...
+
+class EraseUserResponse(_message.Message):
+    __slots__ = ("jobs_erased",)
+    JOBS_ERASED_FIELD_NUMBER: _ClassVar[int]
+    jobs_erased: int
+    def __init__(self, jobs_erased: _Optional[int] = ...) -> None: ...

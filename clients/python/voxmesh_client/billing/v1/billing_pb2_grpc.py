@@ -110,6 +110,61 @@ class BillingServiceStub:
                 request_serializer=billing_dot_v1_dot_billing__pb2.ListStaleJobsRequest.SerializeToString,
                 response_deserializer=billing_dot_v1_dot_billing__pb2.ListStaleJobsResponse.FromString,
                 _registered_method=True)
+        self.ExtendHold = channel.unary_unary(
+                '/billing.v1.BillingService/ExtendHold',
+                request_serializer=billing_dot_v1_dot_billing__pb2.ExtendHoldRequest.SerializeToString,
+                response_deserializer=billing_dot_v1_dot_billing__pb2.ExtendHoldResponse.FromString,
+                _registered_method=True)
+        self.GetHold = channel.unary_unary(
+                '/billing.v1.BillingService/GetHold',
+                request_serializer=billing_dot_v1_dot_billing__pb2.GetHoldRequest.SerializeToString,
+                response_deserializer=billing_dot_v1_dot_billing__pb2.GetHoldResponse.FromString,
+                _registered_method=True)
+        self.SubmitJob = channel.unary_unary(
+                '/billing.v1.BillingService/SubmitJob',
+                request_serializer=billing_dot_v1_dot_billing__pb2.SubmitJobRequest.SerializeToString,
+                response_deserializer=billing_dot_v1_dot_billing__pb2.SubmitJobResponse.FromString,
+                _registered_method=True)
+        self.ClaimJob = channel.unary_unary(
+                '/billing.v1.BillingService/ClaimJob',
+                request_serializer=billing_dot_v1_dot_billing__pb2.ClaimJobRequest.SerializeToString,
+                response_deserializer=billing_dot_v1_dot_billing__pb2.ClaimJobResponse.FromString,
+                _registered_method=True)
+        self.RenewJob = channel.unary_unary(
+                '/billing.v1.BillingService/RenewJob',
+                request_serializer=billing_dot_v1_dot_billing__pb2.RenewJobRequest.SerializeToString,
+                response_deserializer=billing_dot_v1_dot_billing__pb2.RenewJobResponse.FromString,
+                _registered_method=True)
+        self.FinishJob = channel.unary_unary(
+                '/billing.v1.BillingService/FinishJob',
+                request_serializer=billing_dot_v1_dot_billing__pb2.FinishJobRequest.SerializeToString,
+                response_deserializer=billing_dot_v1_dot_billing__pb2.FinishJobResponse.FromString,
+                _registered_method=True)
+        self.AttachJobMessage = channel.unary_unary(
+                '/billing.v1.BillingService/AttachJobMessage',
+                request_serializer=billing_dot_v1_dot_billing__pb2.AttachJobMessageRequest.SerializeToString,
+                response_deserializer=billing_dot_v1_dot_billing__pb2.AttachJobMessageResponse.FromString,
+                _registered_method=True)
+        self.CancelJob = channel.unary_unary(
+                '/billing.v1.BillingService/CancelJob',
+                request_serializer=billing_dot_v1_dot_billing__pb2.CancelJobRequest.SerializeToString,
+                response_deserializer=billing_dot_v1_dot_billing__pb2.CancelJobResponse.FromString,
+                _registered_method=True)
+        self.ListRunnableJobs = channel.unary_unary(
+                '/billing.v1.BillingService/ListRunnableJobs',
+                request_serializer=billing_dot_v1_dot_billing__pb2.ListRunnableJobsRequest.SerializeToString,
+                response_deserializer=billing_dot_v1_dot_billing__pb2.ListRunnableJobsResponse.FromString,
+                _registered_method=True)
+        self.RefundTopUp = channel.unary_unary(
+                '/billing.v1.BillingService/RefundTopUp',
+                request_serializer=billing_dot_v1_dot_billing__pb2.RefundTopUpRequest.SerializeToString,
+                response_deserializer=billing_dot_v1_dot_billing__pb2.RefundTopUpResponse.FromString,
+                _registered_method=True)
+        self.EraseUser = channel.unary_unary(
+                '/billing.v1.BillingService/EraseUser',
+                request_serializer=billing_dot_v1_dot_billing__pb2.EraseUserRequest.SerializeToString,
+                response_deserializer=billing_dot_v1_dot_billing__pb2.EraseUserResponse.FromString,
+                _registered_method=True)
 
 
 class BillingServiceServicer:
@@ -228,6 +283,111 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExtendHold(self, request, context):
+        """ExtendHold raises a pending hold to a new total (the audio turned out
+        longer than first reserved) and/or pushes its expiry out (a re-driven
+        job). The increase comes from the spendable balance: not enough is
+        FAILED_PRECONDITION (INSUFFICIENT_FUNDS) and the hold is unchanged. A
+        hold that is not pending is FAILED_PRECONDITION (HOLD_NOT_PENDING).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetHold(self, request, context):
+        """GetHold returns a hold in its current state; NOT_FOUND if unknown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitJob(self, request, context):
+        """SubmitJob records a job the moment the gateway accepts a note, before
+        Telegram's update is acknowledged, so an accepted note is never lost.
+        The job waits QUEUED in its user's lane (arrival order). A repeated
+        request with the same key returns the job as it is now. More than
+        BILLING_MAX_QUEUED_JOBS waiting jobs of one user is RESOURCE_EXHAUSTED
+        (QUEUE_FULL).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClaimJob(self, request, context):
+        """ClaimJob starts the user's next job under a lease: a RUNNING job whose
+        lease lapsed (its runner died) is claimed again first, else the oldest
+        QUEUED job, and only while no other job of the user runs under a live
+        lease (one job at a time per user). Each claim increments the job's
+        attempt, the fencing token every later call of the runner carries. No
+        job to claim: an empty response.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenewJob(self, request, context):
+        """RenewJob extends the lease of a running job and reports whether the
+        user asked to cancel it. A stale attempt, or a job no longer RUNNING, is
+        FAILED_PRECONDITION (JOB_LEASE_LOST): the runner must stop.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FinishJob(self, request, context):
+        """FinishJob ends a running job (DONE, FAILED or CANCELLED); fenced by the
+        attempt like RenewJob. Finishing a finished job again with the same
+        state returns it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AttachJobMessage(self, request, context):
+        """AttachJobMessage records the job's one status message (the message the
+        bot edits from "queued" to the transcript). The first id attached wins;
+        later calls return the job with that id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelJob(self, request, context):
+        """CancelJob asks the user's running job to stop (its runner sees it at its
+        next RenewJob); with no running job, the newest queued job is cancelled
+        at once. NOT_FOUND when the user has neither.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRunnableJobs(self, request, context):
+        """ListRunnableJobs lists the users whose lane can move: a QUEUED job and
+        no RUNNING job under a live lease, or a RUNNING job whose lease lapsed.
+        Reconcilers call ClaimJob for each.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RefundTopUp(self, request, context):
+        """RefundTopUp takes back the credits of a payment the provider refunded
+        (Telegram Stars refundStarPayment), once per charge. Credits the user
+        already spent cannot be taken: FAILED_PRECONDITION (BALANCE_TOO_LOW).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EraseUser(self, request, context):
+        """EraseUser removes a user's personal data (username, language, jobs'
+        chat, file and trace ids) while the ledger keeps its amounts, so the
+        books stay balanced. Admin identities only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BillingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -300,6 +460,61 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.ListStaleJobs,
                     request_deserializer=billing_dot_v1_dot_billing__pb2.ListStaleJobsRequest.FromString,
                     response_serializer=billing_dot_v1_dot_billing__pb2.ListStaleJobsResponse.SerializeToString,
+            ),
+            'ExtendHold': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExtendHold,
+                    request_deserializer=billing_dot_v1_dot_billing__pb2.ExtendHoldRequest.FromString,
+                    response_serializer=billing_dot_v1_dot_billing__pb2.ExtendHoldResponse.SerializeToString,
+            ),
+            'GetHold': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHold,
+                    request_deserializer=billing_dot_v1_dot_billing__pb2.GetHoldRequest.FromString,
+                    response_serializer=billing_dot_v1_dot_billing__pb2.GetHoldResponse.SerializeToString,
+            ),
+            'SubmitJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitJob,
+                    request_deserializer=billing_dot_v1_dot_billing__pb2.SubmitJobRequest.FromString,
+                    response_serializer=billing_dot_v1_dot_billing__pb2.SubmitJobResponse.SerializeToString,
+            ),
+            'ClaimJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClaimJob,
+                    request_deserializer=billing_dot_v1_dot_billing__pb2.ClaimJobRequest.FromString,
+                    response_serializer=billing_dot_v1_dot_billing__pb2.ClaimJobResponse.SerializeToString,
+            ),
+            'RenewJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenewJob,
+                    request_deserializer=billing_dot_v1_dot_billing__pb2.RenewJobRequest.FromString,
+                    response_serializer=billing_dot_v1_dot_billing__pb2.RenewJobResponse.SerializeToString,
+            ),
+            'FinishJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.FinishJob,
+                    request_deserializer=billing_dot_v1_dot_billing__pb2.FinishJobRequest.FromString,
+                    response_serializer=billing_dot_v1_dot_billing__pb2.FinishJobResponse.SerializeToString,
+            ),
+            'AttachJobMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.AttachJobMessage,
+                    request_deserializer=billing_dot_v1_dot_billing__pb2.AttachJobMessageRequest.FromString,
+                    response_serializer=billing_dot_v1_dot_billing__pb2.AttachJobMessageResponse.SerializeToString,
+            ),
+            'CancelJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelJob,
+                    request_deserializer=billing_dot_v1_dot_billing__pb2.CancelJobRequest.FromString,
+                    response_serializer=billing_dot_v1_dot_billing__pb2.CancelJobResponse.SerializeToString,
+            ),
+            'ListRunnableJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRunnableJobs,
+                    request_deserializer=billing_dot_v1_dot_billing__pb2.ListRunnableJobsRequest.FromString,
+                    response_serializer=billing_dot_v1_dot_billing__pb2.ListRunnableJobsResponse.SerializeToString,
+            ),
+            'RefundTopUp': grpc.unary_unary_rpc_method_handler(
+                    servicer.RefundTopUp,
+                    request_deserializer=billing_dot_v1_dot_billing__pb2.RefundTopUpRequest.FromString,
+                    response_serializer=billing_dot_v1_dot_billing__pb2.RefundTopUpResponse.SerializeToString,
+            ),
+            'EraseUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.EraseUser,
+                    request_deserializer=billing_dot_v1_dot_billing__pb2.EraseUserRequest.FromString,
+                    response_serializer=billing_dot_v1_dot_billing__pb2.EraseUserResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -686,6 +901,303 @@ class BillingService:
             '/billing.v1.BillingService/ListStaleJobs',
             billing_dot_v1_dot_billing__pb2.ListStaleJobsRequest.SerializeToString,
             billing_dot_v1_dot_billing__pb2.ListStaleJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExtendHold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.v1.BillingService/ExtendHold',
+            billing_dot_v1_dot_billing__pb2.ExtendHoldRequest.SerializeToString,
+            billing_dot_v1_dot_billing__pb2.ExtendHoldResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.v1.BillingService/GetHold',
+            billing_dot_v1_dot_billing__pb2.GetHoldRequest.SerializeToString,
+            billing_dot_v1_dot_billing__pb2.GetHoldResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.v1.BillingService/SubmitJob',
+            billing_dot_v1_dot_billing__pb2.SubmitJobRequest.SerializeToString,
+            billing_dot_v1_dot_billing__pb2.SubmitJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClaimJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.v1.BillingService/ClaimJob',
+            billing_dot_v1_dot_billing__pb2.ClaimJobRequest.SerializeToString,
+            billing_dot_v1_dot_billing__pb2.ClaimJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenewJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.v1.BillingService/RenewJob',
+            billing_dot_v1_dot_billing__pb2.RenewJobRequest.SerializeToString,
+            billing_dot_v1_dot_billing__pb2.RenewJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FinishJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.v1.BillingService/FinishJob',
+            billing_dot_v1_dot_billing__pb2.FinishJobRequest.SerializeToString,
+            billing_dot_v1_dot_billing__pb2.FinishJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AttachJobMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.v1.BillingService/AttachJobMessage',
+            billing_dot_v1_dot_billing__pb2.AttachJobMessageRequest.SerializeToString,
+            billing_dot_v1_dot_billing__pb2.AttachJobMessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.v1.BillingService/CancelJob',
+            billing_dot_v1_dot_billing__pb2.CancelJobRequest.SerializeToString,
+            billing_dot_v1_dot_billing__pb2.CancelJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRunnableJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.v1.BillingService/ListRunnableJobs',
+            billing_dot_v1_dot_billing__pb2.ListRunnableJobsRequest.SerializeToString,
+            billing_dot_v1_dot_billing__pb2.ListRunnableJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RefundTopUp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.v1.BillingService/RefundTopUp',
+            billing_dot_v1_dot_billing__pb2.RefundTopUpRequest.SerializeToString,
+            billing_dot_v1_dot_billing__pb2.RefundTopUpResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EraseUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/billing.v1.BillingService/EraseUser',
+            billing_dot_v1_dot_billing__pb2.EraseUserRequest.SerializeToString,
+            billing_dot_v1_dot_billing__pb2.EraseUserResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -81,6 +81,66 @@ class BillingServiceStub:
     gateway may have abandoned, for a reconciler to finish or release. A hold
     the reaper already expired is not listed.
     """
+    ExtendHold: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ExtendHoldRequest, _billing_pb2.ExtendHoldResponse]
+    """ExtendHold raises a pending hold to a new total (the audio turned out
+    longer than first reserved) and/or pushes its expiry out (a re-driven
+    job). The increase comes from the spendable balance: not enough is
+    FAILED_PRECONDITION (INSUFFICIENT_FUNDS) and the hold is unchanged. A
+    hold that is not pending is FAILED_PRECONDITION (HOLD_NOT_PENDING).
+    """
+    GetHold: _grpc.UnaryUnaryMultiCallable[_billing_pb2.GetHoldRequest, _billing_pb2.GetHoldResponse]
+    """GetHold returns a hold in its current state; NOT_FOUND if unknown."""
+    SubmitJob: _grpc.UnaryUnaryMultiCallable[_billing_pb2.SubmitJobRequest, _billing_pb2.SubmitJobResponse]
+    """SubmitJob records a job the moment the gateway accepts a note, before
+    Telegram's update is acknowledged, so an accepted note is never lost.
+    The job waits QUEUED in its user's lane (arrival order). A repeated
+    request with the same key returns the job as it is now. More than
+    BILLING_MAX_QUEUED_JOBS waiting jobs of one user is RESOURCE_EXHAUSTED
+    (QUEUE_FULL).
+    """
+    ClaimJob: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ClaimJobRequest, _billing_pb2.ClaimJobResponse]
+    """ClaimJob starts the user's next job under a lease: a RUNNING job whose
+    lease lapsed (its runner died) is claimed again first, else the oldest
+    QUEUED job, and only while no other job of the user runs under a live
+    lease (one job at a time per user). Each claim increments the job's
+    attempt, the fencing token every later call of the runner carries. No
+    job to claim: an empty response.
+    """
+    RenewJob: _grpc.UnaryUnaryMultiCallable[_billing_pb2.RenewJobRequest, _billing_pb2.RenewJobResponse]
+    """RenewJob extends the lease of a running job and reports whether the
+    user asked to cancel it. A stale attempt, or a job no longer RUNNING, is
+    FAILED_PRECONDITION (JOB_LEASE_LOST): the runner must stop.
+    """
+    FinishJob: _grpc.UnaryUnaryMultiCallable[_billing_pb2.FinishJobRequest, _billing_pb2.FinishJobResponse]
+    """FinishJob ends a running job (DONE, FAILED or CANCELLED); fenced by the
+    attempt like RenewJob. Finishing a finished job again with the same
+    state returns it.
+    """
+    AttachJobMessage: _grpc.UnaryUnaryMultiCallable[_billing_pb2.AttachJobMessageRequest, _billing_pb2.AttachJobMessageResponse]
+    """AttachJobMessage records the job's one status message (the message the
+    bot edits from "queued" to the transcript). The first id attached wins;
+    later calls return the job with that id.
+    """
+    CancelJob: _grpc.UnaryUnaryMultiCallable[_billing_pb2.CancelJobRequest, _billing_pb2.CancelJobResponse]
+    """CancelJob asks the user's running job to stop (its runner sees it at its
+    next RenewJob); with no running job, the newest queued job is cancelled
+    at once. NOT_FOUND when the user has neither.
+    """
+    ListRunnableJobs: _grpc.UnaryUnaryMultiCallable[_billing_pb2.ListRunnableJobsRequest, _billing_pb2.ListRunnableJobsResponse]
+    """ListRunnableJobs lists the users whose lane can move: a QUEUED job and
+    no RUNNING job under a live lease, or a RUNNING job whose lease lapsed.
+    Reconcilers call ClaimJob for each.
+    """
+    RefundTopUp: _grpc.UnaryUnaryMultiCallable[_billing_pb2.RefundTopUpRequest, _billing_pb2.RefundTopUpResponse]
+    """RefundTopUp takes back the credits of a payment the provider refunded
+    (Telegram Stars refundStarPayment), once per charge. Credits the user
+    already spent cannot be taken: FAILED_PRECONDITION (BALANCE_TOO_LOW).
+    """
+    EraseUser: _grpc.UnaryUnaryMultiCallable[_billing_pb2.EraseUserRequest, _billing_pb2.EraseUserResponse]
+    """EraseUser removes a user's personal data (username, language, jobs'
+    chat, file and trace ids) while the ledger keeps its amounts, so the
+    books stay balanced. Admin identities only.
+    """
 
 @_typing.type_check_only
 class BillingServiceAsyncStub(BillingServiceStub):
@@ -134,6 +194,66 @@ class BillingServiceAsyncStub(BillingServiceStub):
     created more than older_than_seconds ago, oldest first: jobs a crashed
     gateway may have abandoned, for a reconciler to finish or release. A hold
     the reaper already expired is not listed.
+    """
+    ExtendHold: _aio.UnaryUnaryMultiCallable[_billing_pb2.ExtendHoldRequest, _billing_pb2.ExtendHoldResponse]  # type: ignore[assignment]
+    """ExtendHold raises a pending hold to a new total (the audio turned out
+    longer than first reserved) and/or pushes its expiry out (a re-driven
+    job). The increase comes from the spendable balance: not enough is
+    FAILED_PRECONDITION (INSUFFICIENT_FUNDS) and the hold is unchanged. A
+    hold that is not pending is FAILED_PRECONDITION (HOLD_NOT_PENDING).
+    """
+    GetHold: _aio.UnaryUnaryMultiCallable[_billing_pb2.GetHoldRequest, _billing_pb2.GetHoldResponse]  # type: ignore[assignment]
+    """GetHold returns a hold in its current state; NOT_FOUND if unknown."""
+    SubmitJob: _aio.UnaryUnaryMultiCallable[_billing_pb2.SubmitJobRequest, _billing_pb2.SubmitJobResponse]  # type: ignore[assignment]
+    """SubmitJob records a job the moment the gateway accepts a note, before
+    Telegram's update is acknowledged, so an accepted note is never lost.
+    The job waits QUEUED in its user's lane (arrival order). A repeated
+    request with the same key returns the job as it is now. More than
+    BILLING_MAX_QUEUED_JOBS waiting jobs of one user is RESOURCE_EXHAUSTED
+    (QUEUE_FULL).
+    """
+    ClaimJob: _aio.UnaryUnaryMultiCallable[_billing_pb2.ClaimJobRequest, _billing_pb2.ClaimJobResponse]  # type: ignore[assignment]
+    """ClaimJob starts the user's next job under a lease: a RUNNING job whose
+    lease lapsed (its runner died) is claimed again first, else the oldest
+    QUEUED job, and only while no other job of the user runs under a live
+    lease (one job at a time per user). Each claim increments the job's
+    attempt, the fencing token every later call of the runner carries. No
+    job to claim: an empty response.
+    """
+    RenewJob: _aio.UnaryUnaryMultiCallable[_billing_pb2.RenewJobRequest, _billing_pb2.RenewJobResponse]  # type: ignore[assignment]
+    """RenewJob extends the lease of a running job and reports whether the
+    user asked to cancel it. A stale attempt, or a job no longer RUNNING, is
+    FAILED_PRECONDITION (JOB_LEASE_LOST): the runner must stop.
+    """
+    FinishJob: _aio.UnaryUnaryMultiCallable[_billing_pb2.FinishJobRequest, _billing_pb2.FinishJobResponse]  # type: ignore[assignment]
+    """FinishJob ends a running job (DONE, FAILED or CANCELLED); fenced by the
+    attempt like RenewJob. Finishing a finished job again with the same
+    state returns it.
+    """
+    AttachJobMessage: _aio.UnaryUnaryMultiCallable[_billing_pb2.AttachJobMessageRequest, _billing_pb2.AttachJobMessageResponse]  # type: ignore[assignment]
+    """AttachJobMessage records the job's one status message (the message the
+    bot edits from "queued" to the transcript). The first id attached wins;
+    later calls return the job with that id.
+    """
+    CancelJob: _aio.UnaryUnaryMultiCallable[_billing_pb2.CancelJobRequest, _billing_pb2.CancelJobResponse]  # type: ignore[assignment]
+    """CancelJob asks the user's running job to stop (its runner sees it at its
+    next RenewJob); with no running job, the newest queued job is cancelled
+    at once. NOT_FOUND when the user has neither.
+    """
+    ListRunnableJobs: _aio.UnaryUnaryMultiCallable[_billing_pb2.ListRunnableJobsRequest, _billing_pb2.ListRunnableJobsResponse]  # type: ignore[assignment]
+    """ListRunnableJobs lists the users whose lane can move: a QUEUED job and
+    no RUNNING job under a live lease, or a RUNNING job whose lease lapsed.
+    Reconcilers call ClaimJob for each.
+    """
+    RefundTopUp: _aio.UnaryUnaryMultiCallable[_billing_pb2.RefundTopUpRequest, _billing_pb2.RefundTopUpResponse]  # type: ignore[assignment]
+    """RefundTopUp takes back the credits of a payment the provider refunded
+    (Telegram Stars refundStarPayment), once per charge. Credits the user
+    already spent cannot be taken: FAILED_PRECONDITION (BALANCE_TOO_LOW).
+    """
+    EraseUser: _aio.UnaryUnaryMultiCallable[_billing_pb2.EraseUserRequest, _billing_pb2.EraseUserResponse]  # type: ignore[assignment]
+    """EraseUser removes a user's personal data (username, language, jobs'
+    chat, file and trace ids) while the ledger keeps its amounts, so the
+    books stay balanced. Admin identities only.
     """
 
 class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -269,6 +389,132 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         created more than older_than_seconds ago, oldest first: jobs a crashed
         gateway may have abandoned, for a reconciler to finish or release. A hold
         the reaper already expired is not listed.
+        """
+
+    @_abc_1.abstractmethod
+    def ExtendHold(
+        self,
+        request: _billing_pb2.ExtendHoldRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ExtendHoldResponse, _abc.Awaitable[_billing_pb2.ExtendHoldResponse]]:
+        """ExtendHold raises a pending hold to a new total (the audio turned out
+        longer than first reserved) and/or pushes its expiry out (a re-driven
+        job). The increase comes from the spendable balance: not enough is
+        FAILED_PRECONDITION (INSUFFICIENT_FUNDS) and the hold is unchanged. A
+        hold that is not pending is FAILED_PRECONDITION (HOLD_NOT_PENDING).
+        """
+
+    @_abc_1.abstractmethod
+    def GetHold(
+        self,
+        request: _billing_pb2.GetHoldRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.GetHoldResponse, _abc.Awaitable[_billing_pb2.GetHoldResponse]]:
+        """GetHold returns a hold in its current state; NOT_FOUND if unknown."""
+
+    @_abc_1.abstractmethod
+    def SubmitJob(
+        self,
+        request: _billing_pb2.SubmitJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.SubmitJobResponse, _abc.Awaitable[_billing_pb2.SubmitJobResponse]]:
+        """SubmitJob records a job the moment the gateway accepts a note, before
+        Telegram's update is acknowledged, so an accepted note is never lost.
+        The job waits QUEUED in its user's lane (arrival order). A repeated
+        request with the same key returns the job as it is now. More than
+        BILLING_MAX_QUEUED_JOBS waiting jobs of one user is RESOURCE_EXHAUSTED
+        (QUEUE_FULL).
+        """
+
+    @_abc_1.abstractmethod
+    def ClaimJob(
+        self,
+        request: _billing_pb2.ClaimJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ClaimJobResponse, _abc.Awaitable[_billing_pb2.ClaimJobResponse]]:
+        """ClaimJob starts the user's next job under a lease: a RUNNING job whose
+        lease lapsed (its runner died) is claimed again first, else the oldest
+        QUEUED job, and only while no other job of the user runs under a live
+        lease (one job at a time per user). Each claim increments the job's
+        attempt, the fencing token every later call of the runner carries. No
+        job to claim: an empty response.
+        """
+
+    @_abc_1.abstractmethod
+    def RenewJob(
+        self,
+        request: _billing_pb2.RenewJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.RenewJobResponse, _abc.Awaitable[_billing_pb2.RenewJobResponse]]:
+        """RenewJob extends the lease of a running job and reports whether the
+        user asked to cancel it. A stale attempt, or a job no longer RUNNING, is
+        FAILED_PRECONDITION (JOB_LEASE_LOST): the runner must stop.
+        """
+
+    @_abc_1.abstractmethod
+    def FinishJob(
+        self,
+        request: _billing_pb2.FinishJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.FinishJobResponse, _abc.Awaitable[_billing_pb2.FinishJobResponse]]:
+        """FinishJob ends a running job (DONE, FAILED or CANCELLED); fenced by the
+        attempt like RenewJob. Finishing a finished job again with the same
+        state returns it.
+        """
+
+    @_abc_1.abstractmethod
+    def AttachJobMessage(
+        self,
+        request: _billing_pb2.AttachJobMessageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.AttachJobMessageResponse, _abc.Awaitable[_billing_pb2.AttachJobMessageResponse]]:
+        """AttachJobMessage records the job's one status message (the message the
+        bot edits from "queued" to the transcript). The first id attached wins;
+        later calls return the job with that id.
+        """
+
+    @_abc_1.abstractmethod
+    def CancelJob(
+        self,
+        request: _billing_pb2.CancelJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.CancelJobResponse, _abc.Awaitable[_billing_pb2.CancelJobResponse]]:
+        """CancelJob asks the user's running job to stop (its runner sees it at its
+        next RenewJob); with no running job, the newest queued job is cancelled
+        at once. NOT_FOUND when the user has neither.
+        """
+
+    @_abc_1.abstractmethod
+    def ListRunnableJobs(
+        self,
+        request: _billing_pb2.ListRunnableJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.ListRunnableJobsResponse, _abc.Awaitable[_billing_pb2.ListRunnableJobsResponse]]:
+        """ListRunnableJobs lists the users whose lane can move: a QUEUED job and
+        no RUNNING job under a live lease, or a RUNNING job whose lease lapsed.
+        Reconcilers call ClaimJob for each.
+        """
+
+    @_abc_1.abstractmethod
+    def RefundTopUp(
+        self,
+        request: _billing_pb2.RefundTopUpRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.RefundTopUpResponse, _abc.Awaitable[_billing_pb2.RefundTopUpResponse]]:
+        """RefundTopUp takes back the credits of a payment the provider refunded
+        (Telegram Stars refundStarPayment), once per charge. Credits the user
+        already spent cannot be taken: FAILED_PRECONDITION (BALANCE_TOO_LOW).
+        """
+
+    @_abc_1.abstractmethod
+    def EraseUser(
+        self,
+        request: _billing_pb2.EraseUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_pb2.EraseUserResponse, _abc.Awaitable[_billing_pb2.EraseUserResponse]]:
+        """EraseUser removes a user's personal data (username, language, jobs'
+        chat, file and trace ids) while the ledger keeps its amounts, so the
+        books stay balanced. Admin identities only.
         """
 
 def add_BillingServiceServicer_to_server(servicer: BillingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -39,7 +39,7 @@ INPUT_MODE_FILE: InputMode
 INPUT_MODE_LIVE_PCM: InputMode
 
 class TranscriptionConfig(_message.Message):
-    __slots__ = ("language", "task", "word_timestamps", "output_format", "input_mode", "sample_rate_hz", "initial_prompt", "hotwords", "beam_size", "model")
+    __slots__ = ("language", "task", "word_timestamps", "output_format", "input_mode", "sample_rate_hz", "initial_prompt", "hotwords", "beam_size", "model", "paid_seconds")
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     WORD_TIMESTAMPS_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +50,7 @@ class TranscriptionConfig(_message.Message):
     HOTWORDS_FIELD_NUMBER: _ClassVar[int]
     BEAM_SIZE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    PAID_SECONDS_FIELD_NUMBER: _ClassVar[int]
     language: str
     task: Task
     word_timestamps: bool
@@ -60,7 +61,22 @@ class TranscriptionConfig(_message.Message):
     hotwords: str
     beam_size: int
     model: str
-    def __init__(self, language: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., word_timestamps: _Optional[bool] = ..., output_format: _Optional[_Union[OutputFormat, str]] = ..., input_mode: _Optional[_Union[InputMode, str]] = ..., sample_rate_hz: _Optional[int] = ..., initial_prompt: _Optional[str] = ..., hotwords: _Optional[str] = ..., beam_size: _Optional[int] = ..., model: _Optional[str] = ...) -> None: ...
+    paid_seconds: float
+    def __init__(self, language: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., word_timestamps: _Optional[bool] = ..., output_format: _Optional[_Union[OutputFormat, str]] = ..., input_mode: _Optional[_Union[InputMode, str]] = ..., sample_rate_hz: _Optional[int] = ..., initial_prompt: _Optional[str] = ..., hotwords: _Optional[str] = ..., beam_size: _Optional[int] = ..., model: _Optional[str] = ..., paid_seconds: _Optional[float] = ...) -> None: ...
+
+class PaidSeconds(_message.Message):
+    __slots__ = ("paid_seconds",)
+    PAID_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    paid_seconds: float
+    def __init__(self, paid_seconds: _Optional[float] = ...) -> None: ...
+
+class AudioInfo(_message.Message):
+    __slots__ = ("duration_seconds", "final")
+    DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FINAL_FIELD_NUMBER: _ClassVar[int]
+    duration_seconds: float
+    final: bool
+    def __init__(self, duration_seconds: _Optional[float] = ..., final: _Optional[bool] = ...) -> None: ...
 
 class Word(_message.Message):
     __slots__ = ("start_seconds", "end_seconds", "word", "probability")
@@ -99,38 +115,46 @@ class LanguageDetected(_message.Message):
     def __init__(self, language: _Optional[str] = ..., probability: _Optional[float] = ...) -> None: ...
 
 class Done(_message.Message):
-    __slots__ = ("audio_duration_seconds", "processing_seconds", "model", "device", "formatted_text", "segment_count")
+    __slots__ = ("audio_duration_seconds", "processing_seconds", "model", "device", "formatted_text", "segment_count", "transcribed_seconds")
     AUDIO_DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
     PROCESSING_SECONDS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     FORMATTED_TEXT_FIELD_NUMBER: _ClassVar[int]
     SEGMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TRANSCRIBED_SECONDS_FIELD_NUMBER: _ClassVar[int]
     audio_duration_seconds: float
     processing_seconds: float
     model: str
     device: str
     formatted_text: str
     segment_count: int
-    def __init__(self, audio_duration_seconds: _Optional[float] = ..., processing_seconds: _Optional[float] = ..., model: _Optional[str] = ..., device: _Optional[str] = ..., formatted_text: _Optional[str] = ..., segment_count: _Optional[int] = ...) -> None: ...
+    transcribed_seconds: float
+    def __init__(self, audio_duration_seconds: _Optional[float] = ..., processing_seconds: _Optional[float] = ..., model: _Optional[str] = ..., device: _Optional[str] = ..., formatted_text: _Optional[str] = ..., segment_count: _Optional[int] = ..., transcribed_seconds: _Optional[float] = ...) -> None: ...
 
 class TranscribeRequest(_message.Message):
-    __slots__ = ("config", "audio")
+    __slots__ = ("config", "audio", "paid", "end_of_audio")
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
+    PAID_FIELD_NUMBER: _ClassVar[int]
+    END_OF_AUDIO_FIELD_NUMBER: _ClassVar[int]
     config: TranscriptionConfig
     audio: bytes
-    def __init__(self, config: _Optional[_Union[TranscriptionConfig, _Mapping]] = ..., audio: _Optional[bytes] = ...) -> None: ...
+    paid: PaidSeconds
+    end_of_audio: bool
+    def __init__(self, config: _Optional[_Union[TranscriptionConfig, _Mapping]] = ..., audio: _Optional[bytes] = ..., paid: _Optional[_Union[PaidSeconds, _Mapping]] = ..., end_of_audio: _Optional[bool] = ...) -> None: ...
 
 class TranscribeResponse(_message.Message):
-    __slots__ = ("language", "segment", "done")
+    __slots__ = ("language", "segment", "done", "audio")
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     SEGMENT_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
     language: LanguageDetected
     segment: Segment
     done: Done
-    def __init__(self, language: _Optional[_Union[LanguageDetected, _Mapping]] = ..., segment: _Optional[_Union[Segment, _Mapping]] = ..., done: _Optional[_Union[Done, _Mapping]] = ...) -> None: ...
+    audio: AudioInfo
+    def __init__(self, language: _Optional[_Union[LanguageDetected, _Mapping]] = ..., segment: _Optional[_Union[Segment, _Mapping]] = ..., done: _Optional[_Union[Done, _Mapping]] = ..., audio: _Optional[_Union[AudioInfo, _Mapping]] = ...) -> None: ...
 
 class TranscribeFileRequest(_message.Message):
     __slots__ = ("config", "audio")

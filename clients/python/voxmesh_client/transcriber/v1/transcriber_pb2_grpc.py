@@ -65,8 +65,10 @@ class TranscriberServiceServicer:
     def Transcribe(self, request_iterator, context):
         """Transcribe is a bidirectional stream. The first request carries the
         config, every later one a chunk of audio (any size up to 1 MiB); the
-        client half-closes when the audio ends. Responses: at most one
-        language event, then segments in order, then exactly one done event.
+        client half-closes when the audio ends, or sends end_of_audio and keeps
+        its side open to raise paid_seconds later. Responses: an audio event with
+        the final duration as soon as it is known, at most one language event,
+        segments in order, then exactly one done event.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -40,8 +40,10 @@ class TranscriberServiceStub:
     Transcribe: _grpc.StreamStreamMultiCallable[_transcriber_pb2.TranscribeRequest, _transcriber_pb2.TranscribeResponse]
     """Transcribe is a bidirectional stream. The first request carries the
     config, every later one a chunk of audio (any size up to 1 MiB); the
-    client half-closes when the audio ends. Responses: at most one
-    language event, then segments in order, then exactly one done event.
+    client half-closes when the audio ends, or sends end_of_audio and keeps
+    its side open to raise paid_seconds later. Responses: an audio event with
+    the final duration as soon as it is known, at most one language event,
+    segments in order, then exactly one done event.
     """
     TranscribeFile: _grpc.UnaryUnaryMultiCallable[_transcriber_pb2.TranscribeFileRequest, _transcriber_pb2.TranscribeFileResponse]
     """TranscribeFile transcribes a whole file held by the caller (at most
@@ -62,8 +64,10 @@ class TranscriberServiceAsyncStub(TranscriberServiceStub):
     Transcribe: _aio.StreamStreamMultiCallable[_transcriber_pb2.TranscribeRequest, _transcriber_pb2.TranscribeResponse]  # type: ignore[assignment]
     """Transcribe is a bidirectional stream. The first request carries the
     config, every later one a chunk of audio (any size up to 1 MiB); the
-    client half-closes when the audio ends. Responses: at most one
-    language event, then segments in order, then exactly one done event.
+    client half-closes when the audio ends, or sends end_of_audio and keeps
+    its side open to raise paid_seconds later. Responses: an audio event with
+    the final duration as soon as it is known, at most one language event,
+    segments in order, then exactly one done event.
     """
     TranscribeFile: _aio.UnaryUnaryMultiCallable[_transcriber_pb2.TranscribeFileRequest, _transcriber_pb2.TranscribeFileResponse]  # type: ignore[assignment]
     """TranscribeFile transcribes a whole file held by the caller (at most
@@ -87,8 +91,10 @@ class TranscriberServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_transcriber_pb2.TranscribeResponse], _abc.AsyncIterator[_transcriber_pb2.TranscribeResponse]]:
         """Transcribe is a bidirectional stream. The first request carries the
         config, every later one a chunk of audio (any size up to 1 MiB); the
-        client half-closes when the audio ends. Responses: at most one
-        language event, then segments in order, then exactly one done event.
+        client half-closes when the audio ends, or sends end_of_audio and keeps
+        its side open to raise paid_seconds later. Responses: an audio event with
+        the final duration as soon as it is known, at most one language event,
+        segments in order, then exactly one done event.
         """
 
     @_abc_1.abstractmethod
