@@ -10,11 +10,9 @@ from __future__ import annotations
 import asyncio
 import pathlib
 import signal
-from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
-import pytest_asyncio
 from redis.asyncio import Redis
 
 from billing.v1 import billing_pb2
@@ -22,8 +20,6 @@ from tests.faults.support import (
     TRIAL,
     captured,
     eventually,
-    faults_mesh,
-    ledger,
     only_reply,
     push,
     push_note,
@@ -39,7 +35,7 @@ from tests.gateway.support import (
     transactions,
     wait_for,
 )
-from tests.helpers import reference_text, wer
+from tests.helpers import wer
 from voxmesh.audiofiles import encode
 from voxmesh.devmesh import Mesh
 from voxmesh.embedded import EmbeddedRedis
@@ -48,34 +44,6 @@ from voxmesh.emulator.botapi import FaultPolicy
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
 JFK_PRICE = 2  # 11 s at 10 credits a minute
-
-
-@pytest.fixture(scope="module")
-def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis(tmp_path_factory.mktemp("durable-redis"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def mesh(
-    postgres_dsn: str, own_redis: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Mesh]:
-    m = await faults_mesh(tmp_path_factory.mktemp("durable"), postgres_dsn, own_redis.url)
-    yield m
-    (await ledger(m.database_url)).assert_sound()
-    await m.stop()
-
-
-@pytest.fixture(scope="module")
-def jfk_ogg(shared_audio: pathlib.Path) -> bytes:
-    return encode((shared_audio / "jfk.flac").read_bytes())
-
-
-@pytest.fixture(scope="module")
-def jfk_text(shared_audio: pathlib.Path) -> str:
-    return reference_text(shared_audio, "jfk.flac")
 
 
 async def test_a_long_note_declared_as_one_second_costs_its_real_price(

@@ -11,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import pathlib
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import grpc
 import pytest
-import pytest_asyncio
 
 from notifier.v1 import notifier_pb2, notifier_pb2_grpc
 from tests.faults.support import (
@@ -25,9 +24,7 @@ from tests.faults.support import (
     TRIAL,
     captured,
     eventually,
-    faults_mesh,
     gateway_ready,
-    ledger,
     only_reply,
     push,
     push_note,
@@ -43,8 +40,7 @@ from tests.gateway.support import (
     settled,
     wait_for,
 )
-from tests.helpers import reference_text, wer
-from voxmesh.audiofiles import encode
+from tests.helpers import wer
 from voxmesh.channels import dial
 from voxmesh.devmesh import Mesh
 from voxmesh.embedded import EmbeddedRedis
@@ -55,36 +51,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
 FAILED = "Sorry, the transcription failed; your credits were released. Reference: "
 SENDING = frozenset({"sendmessage", "editmessagetext", "senddocument"})
-
-
-@pytest.fixture(scope="module")
-def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
-    """A Redis this module may stop and start (same port, its append-only file kept)."""
-    server = EmbeddedRedis(tmp_path_factory.mktemp("faults-redis"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def mesh(
-    postgres_dsn: str, own_redis: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Mesh]:
-    m = await faults_mesh(tmp_path_factory.mktemp("faults"), postgres_dsn, own_redis.url)
-    yield m
-    # Whatever a test did, the books must balance at the end.
-    (await ledger(m.database_url)).assert_sound()
-    await m.stop()
-
-
-@pytest.fixture(scope="module")
-def jfk_ogg(shared_audio: pathlib.Path) -> bytes:
-    return encode(shared_audio / "jfk.flac")
-
-
-@pytest.fixture(scope="module")
-def jfk_text(shared_audio: pathlib.Path) -> str:
-    return reference_text(shared_audio, "jfk.flac")
 
 
 def live_segment_shown(mesh: Mesh, user: int, note: int) -> bool:
