@@ -116,11 +116,13 @@ class AckPolling:
             except TelegramAPIError as exc:
                 # 429 (its retry_after), 5xx, a conflict, a hang or a dropped
                 # connection: polling never dies of Telegram's weather.
-                wait = exc.retry_after if isinstance(exc, TelegramRetryAfter) else backoff
+                told = isinstance(exc, TelegramRetryAfter)
+                wait = exc.retry_after if told else backoff
                 log.warning("getUpdates failed (%s); retrying in %.0fs", type(exc).__name__, wait)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), wait)
-                backoff = min(RETRY_CAP_SECONDS, backoff * 2)
+                if not told:  # Telegram's own retry_after needs no guessing on top
+                    backoff = min(RETRY_CAP_SECONDS, backoff * 2)
                 continue
             backoff = RETRY_SECONDS
             self._collect()
