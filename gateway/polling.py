@@ -117,7 +117,7 @@ class AckPolling:
                 # 429 (its retry_after), 5xx, a conflict, a hang or a dropped
                 # connection: polling never dies of Telegram's weather.
                 told = isinstance(exc, TelegramRetryAfter)
-                wait = exc.retry_after if told else backoff
+                wait = float(exc.retry_after) if isinstance(exc, TelegramRetryAfter) else backoff
                 log.warning("getUpdates failed (%s); retrying in %.0fs", type(exc).__name__, wait)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), wait)
