@@ -197,8 +197,11 @@ class TranscriberConfig:
                 else Path("~/.cache/voxmesh/models").expanduser()
             ),
             window_seconds=_number(env, "TRANSCRIBER_WINDOW_SECONDS", 30.0, float, 5.0, 30.0),
+            # Refuse up front (DEADLINE_TOO_SHORT) audio the deadline cannot cover at
+            # this many seconds a second: the default model, base int8, measured about
+            # 0.12 on two CPU cores (README, Performance), so 0.2 leaves a margin.
             realtime_factor=_number(
-                env, "TRANSCRIBER_REALTIME_FACTOR", 0.02 if on_gpu else 0.1, float, 0.0, 10.0
+                env, "TRANSCRIBER_REALTIME_FACTOR", 0.02 if on_gpu else 0.2, float, 0.0, 10.0
             ),
             batch_streams=env_bool(env, "TRANSCRIBER_BATCH_STREAMS", on_gpu),
             max_batch=_number(env, "TRANSCRIBER_MAX_BATCH", 8, int, 1, 256),
