@@ -140,8 +140,10 @@ async def test_group_t_and_autotranscribe(mesh: Mesh, jfk_ogg: bytes, jfk_text: 
     texts = await texts_in(mesh, group, before + 2)
     assert texts[-1].startswith("Auto-transcription is on")
 
-    # Now a note is transcribed by itself, and its author pays.
-    auto = push(mesh, user_id=author, voice=(file_id, 11), **kw)
+    # Now a note is transcribed by itself, and its author pays (a new recording: the
+    # same file again would be answered from the transcript cache, free).
+    fresh = emu.add_file(jfk_ogg, mime_type="audio/ogg")
+    auto = push(mesh, user_id=author, voice=(fresh, 11), **kw)
     answer = await final_reply(mesh, group, auto)
     assert wer(jfk_text, answer.text or "") <= 0.15, answer.text
     assert (await settled(mesh, author)).balance_credits == TRIAL - JFK_PRICE
