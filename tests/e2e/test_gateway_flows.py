@@ -446,7 +446,8 @@ async def test_five_notes_one_at_a_time_in_order(mesh: Mesh, jfk_ogg: bytes, jfk
     emu = mesh.emulator
     user = 710012
     file_id = emu.add_file(jfk_ogg, mime_type="audio/ogg")
-    notes = [push(mesh, chat_id=user, user_id=user, voice=(file_id, 11)) for _ in range(5)]
+    files = [file_id] + [emu.add_file(jfk_ogg, mime_type="audio/ogg") for _ in range(4)]
+    notes = [push(mesh, chat_id=user, user_id=user, voice=(f, 11)) for f in files]
     answers = [await final_reply(mesh, user, note, timeout=90) for note in notes]
     await settled(mesh, user)
     for answer in answers:

@@ -161,9 +161,10 @@ async def test_gateway_killed_with_five_notes_queued(
     user = 720005
     if mesh.procs["gateway"].poll() is not None:
         await restart(mesh, "gateway")  # the drain test above let it exit
-    file_id = emu.add_file(encode(shared_audio / "jfk.flac"), mime_type="audio/ogg")
+    clip = encode(shared_audio / "jfk.flac")
     notes = []
     for _ in range(5):
+        file_id = emu.add_file(clip, mime_type="audio/ogg")  # five recordings, not one
         update = emu.make_message_update(chat_id=user, user_id=user, voice=(file_id, 11))
         emu.push_update(update)
         notes.append(update["message"]["message_id"])
