@@ -366,6 +366,12 @@ class Saga:
         if not text:
             if not charged_before:
                 await self.money.release(hold.hold_id, result.stopped or "no speech")
+            if result.stopped == "out_of_credits" and result.refused is not None:
+                # Credits ran out before any speech: the note as a whole is unaffordable.
+                refused = result.refused
+                words = t(spec.lang, "no_funds", price=refused.price, balance=refused.balance)
+                await self.tell(job, status, "no_funds", words)
+                return Outcome("no_funds", trace_id=trace_id)
             word = "cancelled" if result.stopped == "cancelled" else "no_speech"
             await self.tell(job, status, "final", t(spec.lang, word, ref=trace_id or "-"))
             return Outcome(word, trace_id=trace_id)

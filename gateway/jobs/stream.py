@@ -55,6 +55,8 @@ class Transcript:
     language: str = ""
     # "" (it ran to its end), cancelled, out_of_credits, too_long
     stopped: str = ""
+    # Why it stopped out of credits: the price asked and the balance there was.
+    refused: NoFundsError | None = None
 
     @property
     def text(self) -> str:
@@ -101,6 +103,7 @@ class Stream:
             max(job.spec.media.duration, min(self.covered, MAX_AUDIO_SECONDS))
         )
         self._timed_out = False
+        self._uploader: asyncio.Task[None] | None = None
 
     async def _requests(self) -> AsyncIterator[transcriber_pb2.TranscribeRequest]:
         spec = self.job.spec
@@ -140,6 +143,15 @@ class Stream:
                 call.cancel()
                 return
 
+    def _give_up_upload(self) -> None:
+        """No raise is coming: stop uploading and half-close, so the transcriber ends
+        at what is paid for now rather than after its wait for a raise."""
+        if self._uploader is not None:
+            self._uploader.cancel()
+        while not self._outbox.empty():
+            self._outbox.get_nowait()
+        self._outbox.put_nowait(None)
+
     async def _raise_paid(self, seconds: int) -> None:
         self.covered = seconds
         await self._outbox.put(
@@ -161,10 +173,12 @@ class Stream:
             self.hold = await self._money.extend(
                 self.job, self.hold, await self._money.price(target), self._budget.hold_ttl(target)
             )
-        except NoFundsError:
+        except NoFundsError as exc:
             if final and not self.result.segments:
                 raise  # known before any text: the whole note is refused
             self._out_of_credits = True  # the transcriber stops at what is held
+            self.result.refused = exc
+            self._give_up_upload()
             return
         await self._raise_paid(target)
 
@@ -205,10 +219,8 @@ class Stream:
         # A generous cap: the job's own deadline is kept by _watch.
         with deadline.bound(self._budget.timeout(MAX_AUDIO_SECONDS)):
             call = self._transcriber.Transcribe(self._requests())
-        helpers = [
-            asyncio.create_task(self._download(call)),
-            asyncio.create_task(self._watch(call)),
-        ]
+        self._uploader = asyncio.create_task(self._download(call))
+        helpers = [self._uploader, asyncio.create_task(self._watch(call))]
         try:
             async for event in call:
                 await self._on_event(event, editor)

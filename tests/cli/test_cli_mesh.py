@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -158,9 +159,15 @@ def test_trace_prints_the_transcription_as_a_tree(
 ) -> None:
     done = voxmesh(state, "transcribe", str(shared_audio / "jfk.flac"), cwd=tmp_path)
     ref = _reference(done.stderr)
-    shown = voxmesh(state, "trace", ref, cwd=tmp_path)
-    assert shown.returncode == 0, shown.stderr
-    lines = shown.stdout.splitlines()
+    # The services export their spans in batches (OTEL_BSP_SCHEDULE_DELAY): the
+    # transcriber's may reach the collector a moment after the CLI's own.
+    for _ in range(20):
+        shown = voxmesh(state, "trace", ref, cwd=tmp_path)
+        assert shown.returncode == 0, shown.stderr
+        lines = shown.stdout.splitlines()
+        if any("transcriber.window" in line for line in lines):
+            break
+        time.sleep(0.5)
     root = next(i for i, line in enumerate(lines) if "voxmesh.cli/transcribe" in line)
     assert "[voxmesh-cli]" in lines[root]
     server = next(line for line in lines if "transcriberservice/transcribe  [transcriber]" in line)

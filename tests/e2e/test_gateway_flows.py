@@ -280,9 +280,11 @@ async def test_admin_refunds_a_stars_payment_once(mesh: Mesh) -> None:
     # Not an admin: refused; an admin: refunded once, however often asked.
     push(mesh, chat_id=user, user_id=user, text="/refund stxREFUNDTEST0001")
     assert (await texts_in(mesh, user, 2))[1] == "Admins only."
+    # In a chat of its own (the admin's private chat is test_admin_commands').
+    room = {"chat_id": -100710017, "chat_type": "supergroup"}
     for _ in range(2):
-        push(mesh, chat_id=admin, user_id=admin, text="/refund stxREFUNDTEST0001")
-    texts = await texts_in(mesh, admin, 2)
+        push(mesh, user_id=admin, text="/refund stxREFUNDTEST0001", **room)
+    texts = await texts_in(mesh, room["chat_id"], 2)
     assert (
         texts
         == [
@@ -293,8 +295,8 @@ async def test_admin_refunds_a_stars_payment_once(mesh: Mesh) -> None:
     )
     assert emu.refunded == {"stxREFUNDTEST0001"}
     assert (await balance(mesh, user)).balance_credits == before - 500
-    push(mesh, chat_id=admin, user_id=admin, text="/refund stxNOSUCHCHARGE")
-    assert (await texts_in(mesh, admin, 3))[2] == "No such payment."
+    push(mesh, user_id=admin, text="/refund stxNOSUCHCHARGE", **room)
+    assert (await texts_in(mesh, room["chat_id"], 3))[2] == "No such payment."
 
 
 async def test_cancel_mid_stream_charges_only_what_was_delivered(

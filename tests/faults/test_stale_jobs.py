@@ -123,4 +123,6 @@ async def test_bad_requests_name_the_field(
 
 
 def test_only_the_gateway_and_admin_may_list() -> None:
-    assert CALLER_POLICY["ListStaleJobs"] == frozenset({"gateway", "admin"})
+    # Not named in billing's policy: the deny-by-default rule covers it.
+    assert "ListStaleJobs" not in CALLER_POLICY
+    assert CALLER_POLICY["*"] == frozenset({"gateway", "admin"})

@@ -113,9 +113,11 @@ def test_every_package_and_the_migrations_are_in_the_image() -> None:
 def test_cuda_variant_puts_cublas_and_cudnn_on_the_loader_path() -> None:
     _, found = stages()
     builder, runtime = found[0], found[-1]
-    cuda = " ".join(builder.args("RUN"))
-    assert re.search(r"nvidia-cublas-cu12==12\.[\d.]+", cuda)
-    assert re.search(r"nvidia-cudnn-cu12==9\.[\d.]+", cuda)
+    # The CUDA 12 libraries come from a lock with hashes, installed for VARIANT=cuda only.
+    assert "--require-hashes --only-binary :all: -r /tmp/cuda.lock" in " ".join(builder.args("RUN"))
+    cuda = (REPO_ROOT / "requirements" / "cuda.lock").read_text()
+    assert re.search(r"^nvidia-cublas-cu12==12\.[\d.]+", cuda, re.M)
+    assert re.search(r"^nvidia-cudnn-cu12==9\.[\d.]+", cuda, re.M)
     paths = env_of(runtime)["LD_LIBRARY_PATH"].split(":")
     site = "/opt/venv/lib/python3.11/site-packages/nvidia"
     assert paths == [f"{site}/cublas/lib", f"{site}/cudnn/lib"]
