@@ -336,11 +336,16 @@ class Saga:
 
         try:
             result = await stream.run(edit, interval)
+            if lease.lost:
+                # Another runner holds the job now: it settles the hold, not this one.
+                raise RetryLaterError("the job's lease went to another runner")
         except NoFundsError as exc:
             await self.money.release(stream.hold.hold_id, "the audio costs more than the balance")
             text = t(spec.lang, "no_funds", price=exc.price, balance=exc.balance)
             await self.tell(job, status, "no_funds", text)
             return Outcome("no_funds", trace_id=trace_id)
+        except RetryLaterError:
+            raise
         except Exception as exc:  # noqa: BLE001 - whatever failed, the hold goes back
             if not charged_before:
                 await self.money.release(hold.hold_id, f"transcription failed: {_why(exc)}")

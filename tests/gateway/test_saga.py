@@ -380,3 +380,24 @@ async def test_the_detected_language_is_named_when_it_is_not_the_interfaces() ->
     rig.transcriber.events = events
     await rig.run(job(lang="en"))
     assert rig.notifier.requests("Edit")[-1].text == "Hello there."
+
+
+async def test_a_runner_that_lost_its_lease_stops_without_touching_the_money() -> None:
+    rig = Rig()
+    stop = asyncio.Event()
+    events: list[Any] = transcript("one.", "two.", "three.", seconds=30)
+    rig.transcriber.events = events
+    rig.transcriber.delay = 0.05
+    the_job = job(media=Media("voice", "file-1", duration=30))
+    lease = Lease(rig.queue, the_job, lease_seconds=15, renew_seconds=5)
+    lease.stop = stop
+
+    def lose(_: Any) -> Any:
+        lease.lost = True  # what a renewal refused JOB_LEASE_LOST does
+        stop.set()
+        return audio_info(30)
+
+    events.insert(3, lose)
+    with pytest.raises(RetryLaterError):
+        await rig.saga.run(the_job, lease, rig.attach)
+    assert rig.billing.requests("Capture") == [] and rig.billing.requests("Release") == []
