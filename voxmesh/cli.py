@@ -89,6 +89,11 @@ def _record(args: argparse.Namespace) -> dict[str, Any]:
     return read_record(pathlib.Path(args.state_dir)) or {}
 
 
+def resolve_target(args: argparse.Namespace, service: str) -> str:
+    """Where ``service`` listens, as every subcommand finds it (see :func:`_target`)."""
+    return _target(args, service, {"transcriber": DEFAULT_TRANSCRIBER_TARGET}[service])
+
+
 def _target(args: argparse.Namespace, service: str, default: str) -> str:
     """The flag, else ``<SERVICE>_TARGET``, else the running mesh's, else ``default``."""
     flag = getattr(args, "target", None)

@@ -264,10 +264,13 @@ async def listen(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
-    from voxmesh import telemetry
-    from voxmesh.config import TelemetrySettings
+    from voxmesh import (
+        cli,  # the running mesh's record and the CLI's tracing rules
+        telemetry,
+    )
 
-    provider = telemetry.setup(TelemetrySettings.from_env(os.environ, "voxmesh-cli"))
+    args.target = cli.resolve_target(args, "transcriber")
+    provider = telemetry.setup(cli.cli_telemetry(args))
     try:
         return asyncio.run(listen(args, sys.stdout))
     except KeyboardInterrupt:
@@ -285,8 +288,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("source", help="a media file, an http(s)/HLS/RTSP URL, or 'mic'")
     p.add_argument(
         "--target",
-        default=os.environ.get("TRANSCRIBER_TARGET", "127.0.0.1:50052"),
-        help="the transcriber (default: TRANSCRIBER_TARGET, else 127.0.0.1:50052)",
+        default=None,
+        help="the transcriber (default: TRANSCRIBER_TARGET, else the running `voxmesh up`'s, "
+        "else 127.0.0.1:50052)",
     )
     p.add_argument("--language", default="", help="ISO 639-1 code; empty detects")
     p.add_argument("--model", default="", help="a model from ListModels; empty: the default")
