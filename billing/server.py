@@ -16,9 +16,8 @@ from billing.postgres import PgBillingStore, create_pool, wait_for_database
 from billing.reaper import Reaper
 from billing.service import SERVICE_NAME, BillingServicer
 from billing.v1 import billing_pb2_grpc
-from voxmesh.config import ServerSettings
 from voxmesh.metrics import Metrics
-from voxmesh.server import GrpcServer, ServiceSpec, run_main, serve
+from voxmesh.server import GrpcServer, ServerSettings, ServiceSpec, run_main, serve
 from voxmesh.tls import ANY
 
 log = logging.getLogger(__name__)

@@ -17,9 +17,8 @@ from notifier.outbox import Outbox, connect
 from notifier.service import NotifierService
 from notifier.telegram import TelegramClient
 from notifier.v1 import notifier_pb2_grpc
-from voxmesh.config import ServerSettings
 from voxmesh.metrics import Metrics
-from voxmesh.server import GrpcServer, ServiceSpec, run_main, serve
+from voxmesh.server import GrpcServer, ServerSettings, ServiceSpec, run_main, serve
 
 SERVICE_NAME = "notifier.v1.NotifierService"
 # Only the gateway (and admin tooling) may message users; every call is checked

@@ -14,8 +14,8 @@ from transcriber.metrics import TranscriberMetrics
 from transcriber.models import ModelRegistry
 from transcriber.service import TranscriberService
 from transcriber.v1 import transcriber_pb2_grpc as pb_grpc
-from voxmesh.config import ConfigError, ServerSettings
-from voxmesh.server import GrpcServer, ServiceSpec, run_main, serve
+from voxmesh.config import ConfigError
+from voxmesh.server import GrpcServer, ServerSettings, ServiceSpec, run_main, serve
 
 log = logging.getLogger(__name__)
 

@@ -89,11 +89,6 @@ def _record(args: argparse.Namespace) -> dict[str, Any]:
     return read_record(pathlib.Path(args.state_dir)) or {}
 
 
-def resolve_target(args: argparse.Namespace, service: str) -> str:
-    """Where ``service`` listens, as every subcommand finds it (see :func:`_target`)."""
-    return _target(args, service, {"transcriber": DEFAULT_TRANSCRIBER_TARGET}[service])
-
-
 def _target(args: argparse.Namespace, service: str, default: str) -> str:
     """The flag, else ``<SERVICE>_TARGET``, else the running mesh's, else ``default``."""
     flag = getattr(args, "target", None)
@@ -764,6 +759,14 @@ def add_listen(sub: Subparsers) -> None:
     from voxmesh import listen  # its imports (PyAV, the stubs) only when asked for
 
     listen.add_parser(sub)
+    sub.choices["listen"].set_defaults(func=cmd_listen)
+
+
+def cmd_listen(args: argparse.Namespace) -> int:
+    from voxmesh import listen
+
+    args.target = _target(args, "transcriber", DEFAULT_TRANSCRIBER_TARGET)
+    return listen.run(args, cli_telemetry(args))
 
 
 SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (

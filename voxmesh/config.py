@@ -14,11 +14,6 @@ import pathlib
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from voxmesh.identity import IdentityRules
-    from voxmesh.tls import TlsSettings
 
 # The largest deadline we honour. gRPC encodes "no deadline" as a far-future
 # value; anything past this is treated as no deadline and clamped.
@@ -140,83 +135,6 @@ def is_loopback(host: str) -> bool:
 DEFAULT_PORTS = {"billing": 50051, "transcriber": 50052, "notifier": 50053}
 # Drain grace per service: a transcription stream may need a minute to finish.
 DEFAULT_GRACE_SECONDS = {"billing": 10.0, "notifier": 15.0, "transcriber": 60.0}
-
-
-@dataclass(frozen=True)
-class ServerSettings:
-    """How a gRPC server listens, drains and bounds calls.
-
-    Read from ``<PREFIX>_LISTEN_ADDR``, ``<PREFIX>_GRACE_SECONDS``,
-    ``<PREFIX>_DEFAULT_DEADLINE_SECONDS``, ``<PREFIX>_METRICS_ADDR`` and
-    ``<PREFIX>_MAX_CONNECTION_AGE_SECONDS``, ``<PREFIX>_HEALTH_ADDR``, and
-    ``VOXMESH_TLS_*``, ``VOXMESH_MESH``, ``VOXMESH_NAMESPACE``, ``VOXMESH_IDENTITY_MAP``.
-    """
-
-    service: str
-    listen: str = "127.0.0.1:0"
-    grace_seconds: float = 10.0
-    default_deadline_seconds: float = 30.0
-    # Empty means no /metrics endpoint (tests); k8s sets 0.0.0.0:9464.
-    metrics_addr: str = ""
-    # Servers close connections after this long so clients re-resolve DNS and
-    # new pods get traffic despite long-lived HTTP/2 connections.
-    max_connection_age_seconds: float = 300.0
-    # Margin kept off the remaining deadline for every outgoing call, so the
-    # caller still has time to answer after a downstream hop times out.
-    deadline_margin_seconds: float = 0.05
-    # Mutual TLS (VOXMESH_TLS_*); None serves plaintext, which is refused off
-    # loopback unless mesh (VOXMESH_MESH: "istio" or "linkerd") declares a
-    # sidecar that does mTLS and names the caller in a header.
-    tls: TlsSettings | None = None
-    mesh: str = "none"
-    # A plaintext listener serving only grpc.health.v1 (k8s: kubelet's gRPC
-    # probes speak no TLS); empty: none, health is on the main port only.
-    health_addr: str = ""
-    # How certificate and sidecar ids become identities (voxmesh.identity);
-    # None: the default rules (service account name, any namespace).
-    identity: IdentityRules | None = None
-
-    @classmethod
-    def from_env(
-        cls,
-        env: Mapping[str, str],
-        prefix: str,
-        *,
-        default_listen: str | None = None,
-        default_grace: float | None = None,
-        default_deadline: float = 30.0,
-    ) -> ServerSettings:
-        from voxmesh.identity import IdentityRules, mesh_from_env
-        from voxmesh.tls import TlsSettings
-
-        p = prefix.upper()
-        default_listen = default_listen or f"127.0.0.1:{DEFAULT_PORTS.get(prefix.lower(), 0)}"
-        if default_grace is None:
-            default_grace = DEFAULT_GRACE_SECONDS.get(prefix.lower(), 10.0)
-        return cls(
-            service=prefix.lower(),
-            listen=env_addr(env, f"{p}_LISTEN_ADDR", default_listen),
-            grace_seconds=env_float(env, f"{p}_GRACE_SECONDS", default_grace, min=0, max=3600),
-            default_deadline_seconds=env_float(
-                env,
-                f"{p}_DEFAULT_DEADLINE_SECONDS",
-                default_deadline,
-                min=0.1,
-                max=MAX_DEADLINE_SECONDS,
-            ),
-            metrics_addr=env_addr(env, f"{p}_METRICS_ADDR", "")
-            if env.get(f"{p}_METRICS_ADDR")
-            else "",
-            max_connection_age_seconds=env_float(
-                env, f"{p}_MAX_CONNECTION_AGE_SECONDS", 300.0, min=1, max=7 * 86400
-            ),
-            health_addr=env_addr(env, f"{p}_HEALTH_ADDR", "")
-            if env.get(f"{p}_HEALTH_ADDR")
-            else "",
-            tls=TlsSettings.from_env(env),
-            mesh=mesh_from_env(env),
-            identity=IdentityRules.from_env(env),
-        )
 
 
 TRACES_EXPORTERS = ("otlp", "zipkin", "console", "none")

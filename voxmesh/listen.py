@@ -21,7 +21,10 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from voxmesh.config import TelemetrySettings
 
 SAMPLE_RATE = 16_000
 CHUNK_SECONDS = 0.1
@@ -263,14 +266,11 @@ async def listen(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def cmd_listen(args: argparse.Namespace) -> int:
-    from voxmesh import (
-        cli,  # the running mesh's record and the CLI's tracing rules
-        telemetry,
-    )
+def run(args: argparse.Namespace, tracing: TelemetrySettings) -> int:
+    """``voxmesh listen`` once the CLI resolved where the mesh is (args.target, tracing)."""
+    from voxmesh import telemetry
 
-    args.target = cli.resolve_target(args, "transcriber")
-    provider = telemetry.setup(cli.cli_telemetry(args))
+    provider = telemetry.setup(tracing)
     try:
         return asyncio.run(listen(args, sys.stdout))
     except KeyboardInterrupt:
@@ -297,4 +297,4 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--timeout", type=float, default=4 * 3600.0, help="deadline of the stream, seconds"
     )
-    p.set_defaults(func=cmd_listen)
+    # The CLI (voxmesh.cli) sets the command: it knows the running mesh's record.

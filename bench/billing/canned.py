@@ -19,8 +19,7 @@ from billing.server import CALLER_POLICY, DEFAULT_LISTEN, DOMAIN
 from billing.service import SERVICE_NAME
 from billing.v1 import billing_pb2 as pb
 from billing.v1 import billing_pb2_grpc
-from voxmesh.config import ServerSettings
-from voxmesh.server import GrpcServer, ServiceSpec, run_main, serve
+from voxmesh.server import GrpcServer, ServerSettings, ServiceSpec, run_main, serve
 
 
 class Canned(billing_pb2_grpc.BillingServiceServicer):

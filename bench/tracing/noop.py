@@ -22,9 +22,9 @@ from opentelemetry.trace import SpanKind
 from billing.v1 import billing_pb2, billing_pb2_grpc
 from voxmesh import telemetry
 from voxmesh.channels import dial
-from voxmesh.config import ServerSettings, TelemetrySettings
+from voxmesh.config import TelemetrySettings
 from voxmesh.interceptors import describe
-from voxmesh.server import GrpcServer, ServiceSpec
+from voxmesh.server import GrpcServer, ServerSettings, ServiceSpec
 
 
 class Quote(billing_pb2_grpc.BillingServiceServicer):

@@ -55,7 +55,7 @@ from transcriber.models import ModelRegistry  # noqa: E402
 from transcriber.server import create_app  # noqa: E402
 from transcriber.v1 import transcriber_pb2 as pb  # noqa: E402
 from transcriber.v1 import transcriber_pb2_grpc as pb_grpc  # noqa: E402
-from voxmesh.config import ServerSettings  # noqa: E402
+from voxmesh.server import ServerSettings  # noqa: E402
 
 MIT_GRANT = (
     "Permission is hereby granted, free of charge, to any person obtaining a copy of this "

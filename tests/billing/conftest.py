@@ -16,7 +16,7 @@ from billing.migrate import migrate
 from billing.server import create_app
 from billing.v1 import billing_pb2_grpc
 from tests.billing.billing_support import Running, StartBilling, with_database
-from voxmesh.config import ServerSettings
+from voxmesh.server import ServerSettings
 
 
 async def _admin(dsn: str, sql: str) -> None:

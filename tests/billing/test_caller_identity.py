@@ -22,8 +22,8 @@ from billing.v1 import billing_pb2, billing_pb2_grpc
 from tests.k8s.render import overlay_dir, render
 from tests.k8s.test_manifests import env_of, main_container, one
 from tests.k8s.test_mtls import certificates
-from voxmesh.config import ServerSettings
 from voxmesh.errors import error_details
+from voxmesh.server import ServerSettings
 from voxmesh.tls import DevCA, TlsSettings
 
 ADMIN_ID = 7001

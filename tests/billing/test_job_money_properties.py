@@ -44,8 +44,8 @@ from tests.billing.billing_support import with_database
 from tests.faults.support import LEDGER_SQL
 from tests.gateway.fakes import FakeFiles, FakeStub, fake_services, rpc_error
 from transcriber.v1 import transcriber_pb2
-from voxmesh.config import ServerSettings
 from voxmesh.errors import FailedPrecondition, Unavailable
+from voxmesh.server import ServerSettings
 
 PER_MINUTE = 10
 TRIAL = 100

@@ -28,7 +28,7 @@ from transcriber.config import TranscriberConfig
 from transcriber.models import ModelRegistry
 from transcriber.server import create_app
 from voxmesh import channels
-from voxmesh.config import ServerSettings
+from voxmesh.server import ServerSettings
 from voxmesh.tls import make_dev_pki
 
 

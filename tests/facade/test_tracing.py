@@ -16,8 +16,9 @@ from tests.facade.conftest import API_KEY, FacadeFactory
 from transcriber.config import TranscriberConfig
 from transcriber.models import ModelRegistry
 from transcriber.server import create_app
-from voxmesh.config import ServerSettings, TelemetrySettings
+from voxmesh.config import TelemetrySettings
 from voxmesh.emulator.zipkin import ZipkinCollector
+from voxmesh.server import ServerSettings
 from voxmesh.telemetry import make_tracer_provider
 
 pytestmark = pytest.mark.slow

@@ -15,8 +15,8 @@ from billing.server import CALLER_POLICY, create_app
 from billing.sql import SQL_STALE_JOBS
 from billing.v1 import billing_pb2 as pb
 from billing.v1 import billing_pb2_grpc
-from voxmesh.config import ServerSettings
 from voxmesh.errors import error_details
+from voxmesh.server import ServerSettings
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 

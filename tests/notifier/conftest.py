@@ -13,9 +13,8 @@ import redis.asyncio as aioredis
 from notifier.config import NotifierSettings
 from notifier.server import NotifierApp, build, create_server
 from notifier.v1 import notifier_pb2_grpc
-from voxmesh.config import ServerSettings
 from voxmesh.emulator.botapi import BotApiEmulator
-from voxmesh.server import GrpcServer
+from voxmesh.server import GrpcServer, ServerSettings
 
 TOKEN = "123456:TEST-TOKEN"
 

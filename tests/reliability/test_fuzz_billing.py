@@ -39,7 +39,7 @@ from tests.reliability.support import (
     serving,
     strings,
 )
-from voxmesh.config import ServerSettings
+from voxmesh.server import ServerSettings
 
 pytestmark = QUIET_REPR
 

@@ -36,8 +36,8 @@ from transcriber.models import ModelRegistry
 from transcriber.server import TranscriberApp, create_app
 from transcriber.v1 import transcriber_pb2 as pb
 from transcriber.v1 import transcriber_pb2_grpc
-from voxmesh.config import ServerSettings
 from voxmesh.errors import error_details
+from voxmesh.server import ServerSettings
 
 pytestmark = [pytest.mark.slow, QUIET_REPR]  # slow: loads tiny.en (once for the module)
 

@@ -11,10 +11,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from transcriber.v1 import transcriber_pb2, transcriber_pb2_grpc
 from voxmesh.channels import dial
-from voxmesh.config import ServerSettings
 from voxmesh.errors import InvalidArgument
 from voxmesh.metrics import ClientMetrics
-from voxmesh.server import GrpcServer, ServiceSpec
+from voxmesh.server import GrpcServer, ServerSettings, ServiceSpec
 
 _SERVICE = 'grpc_service="transcriber.v1.TranscriberService"'
 

@@ -14,9 +14,9 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from billing.v1 import billing_pb2, billing_pb2_grpc
 from voxmesh import telemetry
-from voxmesh.config import ConfigError, ServerSettings, TelemetrySettings
+from voxmesh.config import ConfigError, TelemetrySettings
 from voxmesh.emulator.zipkin import ZipkinCollector
-from voxmesh.server import GrpcServer, ServiceSpec
+from voxmesh.server import GrpcServer, ServerSettings, ServiceSpec
 
 RESOURCE = "k8s.pod.name=billing-7d9f4-x2x9q,deployment.environment=staging"
 

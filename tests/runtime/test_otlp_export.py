@@ -13,9 +13,9 @@ from opentelemetry import propagate
 from billing.v1 import billing_pb2, billing_pb2_grpc
 from voxmesh import telemetry
 from voxmesh.channels import dial
-from voxmesh.config import ServerSettings, TelemetrySettings
+from voxmesh.config import TelemetrySettings
 from voxmesh.emulator.zipkin import ZipkinCollector
-from voxmesh.server import GrpcServer, ServiceSpec
+from voxmesh.server import GrpcServer, ServerSettings, ServiceSpec
 
 QUOTE = "billing.v1.billingservice/quote"
 

@@ -21,9 +21,8 @@ from billing.v1 import billing_pb2, billing_pb2_grpc
 from notifier.v1 import notifier_pb2, notifier_pb2_grpc
 from transcriber.v1 import transcriber_pb2, transcriber_pb2_grpc
 from voxmesh.channels import dial
-from voxmesh.config import ServerSettings
 from voxmesh.errors import FailedPrecondition, error_details
-from voxmesh.server import GrpcServer, ServiceSpec
+from voxmesh.server import GrpcServer, ServerSettings, ServiceSpec
 
 
 class SlowNotifier(notifier_pb2_grpc.NotifierServiceServicer):

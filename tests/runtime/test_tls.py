@@ -10,10 +10,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from billing.v1 import billing_pb2, billing_pb2_grpc
 from voxmesh.channels import dial
-from voxmesh.config import ConfigError, ServerSettings
+from voxmesh.config import ConfigError
 from voxmesh.errors import error_details
 from voxmesh.identity import IdentityRules, is_loopback_peer, xfcc_uri
-from voxmesh.server import GrpcServer, ServiceSpec
+from voxmesh.server import GrpcServer, ServerSettings, ServiceSpec
 from voxmesh.tls import DevCA, TlsSettings, dev_spiffe_id, make_dev_pki
 
 

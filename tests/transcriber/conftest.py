@@ -26,7 +26,7 @@ from transcriber.models import ModelRegistry
 from transcriber.server import create_app
 from transcriber.service import TranscriberService
 from transcriber.v1 import transcriber_pb2_grpc as pb_grpc
-from voxmesh.config import ServerSettings
+from voxmesh.server import ServerSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -24,7 +24,8 @@ from transcriber.errors import Cancelled
 from transcriber.models import ModelRegistry
 from transcriber.server import create_app
 from transcriber.v1 import transcriber_pb2_grpc as pb_grpc
-from voxmesh.config import ConfigError, ServerSettings
+from voxmesh.config import ConfigError
+from voxmesh.server import ServerSettings
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,8 @@ from transcriber.models import ModelRegistry
 from transcriber.server import create_app
 from transcriber.v1 import transcriber_pb2 as pb
 from transcriber.v1 import transcriber_pb2_grpc as pb_grpc
-from voxmesh.config import ServerSettings, TelemetrySettings
+from voxmesh.config import TelemetrySettings
+from voxmesh.server import ServerSettings
 from voxmesh.telemetry import make_tracer_provider
 
 

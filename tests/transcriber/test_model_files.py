@@ -19,7 +19,7 @@ from transcriber.models import TINY_EN_SHA256, ModelRegistry, join_base_model
 from transcriber.server import create_app
 from transcriber.v1 import transcriber_pb2 as pb
 from transcriber.v1 import transcriber_pb2_grpc as pb_grpc
-from voxmesh.config import ServerSettings
+from voxmesh.server import ServerSettings
 
 pytestmark = pytest.mark.slow
 
