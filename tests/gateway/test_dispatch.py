@@ -226,6 +226,29 @@ async def test_a_failure_is_one_sentence_with_a_reference(rig: Rig) -> None:
     assert text.startswith("Что-то пошло не так; ничего не списано. Код: ")
 
 
+async def test_a_reply_the_notifier_queued_is_not_reported_as_failed(rig: Rig) -> None:
+    # A 429 storm longer than the call's deadline: the notifier keeps the reply
+    # in its outbox and says so. It will go out; a "something went wrong" would too.
+    rig.notifier.errors["Send"] = rpc_error(
+        Unavailable(
+            "the message is queued and not yet delivered; retry with the same key",
+            reason="TELEGRAM_UNAVAILABLE",
+            metadata={"queued": "true"},
+            retry_after=3.0,
+        ),
+        domain="notifier.voxmesh",
+    )
+    await rig.feed(message(rig, user_id=34, text="/balance"))
+    assert [text.split(" ")[0] for text in rig.texts()] == ["Balance:"]
+
+
+async def test_a_reply_the_notifier_could_not_take_is_reported(rig: Rig) -> None:
+    rig.notifier.errors["Send"] = rpc_error(Unavailable("redis down"), domain="notifier.voxmesh")
+    await rig.feed(message(rig, user_id=35, text="/balance"))
+    texts = rig.texts()
+    assert texts[0].startswith("Balance: ") and texts[1].startswith("Sorry, something went wrong")
+
+
 async def test_rate_limit_answers_once_and_drops_the_rest(rig: Rig) -> None:
     for _ in range(8):
         await rig.feed(message(rig, user_id=32, text="/help"))
