@@ -35,7 +35,10 @@ T = TypeVar("T")
 def is_queued(err: grpc.aio.AioRpcError) -> bool:
     """The notifier kept the request in its outbox: it will be delivered later."""
     details = error_details(err)
-    return details.code == grpc.StatusCode.UNAVAILABLE and details.metadata.get("queued") == "true"
+    return (
+        details.code == grpc.StatusCode.UNAVAILABLE
+        and (details.metadata or {}).get("queued") == "true"
+    )
 
 
 async def _unless_queued(call: Awaitable[T]) -> T | None:
