@@ -185,6 +185,11 @@ if outcome == 'retry' or outcome == 'part' then
     redis.call('HSET', jk, 'ids', ids)
   end
   redis.call('HSET', jk, 'inflight', '0')
+  if outcome == 'retry' and ARGV[9] ~= '1' then
+    -- A flood wait (429 with retry_after) is Telegram's schedule, not a failed
+    -- attempt: a long one must not use up the attempts and bury the message.
+    redis.call('HINCRBY', jk, 'attempts', -1)
+  end
   local due = math.max(now + tonumber(ARGV[7]), chat_next(P, chat, n, w, now))
   redis.call('ZADD', KEYS[1], due, chat)
   redis.call('HDEL', KEYS[2], chat)

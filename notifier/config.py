@@ -32,6 +32,7 @@ class NotifierSettings:
     # Telegram requests in flight per process.
     max_inflight: int = 16
     telegram_timeout_seconds: float = 10.0
+    # Failed attempts (5xx, timeouts) before a dead letter; 429 flood waits never count.
     max_attempts: int = 8
     backoff_base_seconds: float = 0.5
     backoff_cap_seconds: float = 30.0

@@ -247,23 +247,24 @@ class Deliverer:
             cap=s.backoff_cap_seconds,
             rng=self._rng,
         )
-        if job.attempts >= s.max_attempts:
+        # A flood wait (429 with retry_after) was not counted by Telegram, and is
+        # not a failed attempt either: only failures use up max_attempts (the
+        # outbox gives the attempt back), however long Telegram asks us to wait.
+        failed = retry_after is None
+        if failed and job.attempts >= s.max_attempts:
             log.warning("job %s dead after %d attempts: %s", job.id, job.attempts, description)
             await self._outbox.complete(
                 job,
                 "dead",
                 _error("UNAVAILABLE", "TELEGRAM_UNAVAILABLE", description, retry_after=delay),
                 reason=description,
-                counted=retry_after is None,
+                counted=True,
             )
             return
         log.info(
             "job %s attempt %d failed, retry in %.2fs: %s", job.id, job.attempts, delay, description
         )
-        # A 429 was not counted by Telegram; anything else might have been.
-        await self._outbox.complete(
-            job, "retry", delay_ms=int(delay * 1000), counted=retry_after is None
-        )
+        await self._outbox.complete(job, "retry", delay_ms=int(delay * 1000), counted=failed)
 
 
 def _error(

@@ -359,6 +359,7 @@ class Notifier:
                     reason="TELEGRAM_UNAVAILABLE",
                     metadata={"queued": "true"},
                     retry_after=max(1.0, retry or 0.0),
+                    retry_within_call=False,
                 )
             return self._outcome(rec)
         except RedisError as err:

@@ -307,7 +307,11 @@ class Outbox:
         blocked_ttl: int = 0,
         reason: str = "",
     ) -> bool:
-        """Record a job's outcome; False when the lease was lost meanwhile."""
+        """Record a job's outcome; False when the lease was lost meanwhile.
+
+        ``counted``: Telegram may have counted the request (its rate window) and
+        a retry uses up an attempt; a flood wait (429) is neither.
+        """
         done = await self._complete(
             keys=[self.prefix + "due", self.prefix + "lease", self.prefix + "glog"],
             args=[

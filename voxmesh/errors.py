@@ -50,12 +50,17 @@ class ServiceError(Exception):
         reason: int | str | None = None,
         metadata: Mapping[str, str | int | float] | None = None,
         retry_after: float | None = None,
+        retry_within_call: bool = True,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason_name(reason if reason is not None else self.default_reason)
         self.metadata = {k: str(v) for k, v in (metadata or {}).items()}
         self.retry_after = retry_after
+        # False: the channel's own retry (UNAVAILABLE) cannot help before the
+        # call's deadline; the server's pushback tells it not to try, so the
+        # caller gets this status instead of DEADLINE_EXCEEDED.
+        self.retry_within_call = retry_within_call
 
     def to_status(self, domain: str, trace_id: str | None = None) -> status_pb2.Status:
         """Build the google.rpc.Status sent in the trailing metadata.

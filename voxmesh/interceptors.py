@@ -93,6 +93,7 @@ _SERVER_ERROR_CODES = {
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.DATA_LOSS,
 }
+RETRY_PUSHBACK_KEY = "grpc-retry-pushback-ms"
 _HEALTH_PREFIX = f"/{HEALTH_SERVICE}/"
 _TRACER_NAME = "voxmesh.grpc"
 
@@ -350,10 +351,16 @@ class ServerCalls:
 
     async def _abort(self, err: ServiceError, context: grpc.aio.ServicerContext) -> None:
         status = err.to_status(self._domain, current_trace_id())
+        trailers: tuple[tuple[str, str | bytes], ...] = (
+            (STATUS_DETAILS_KEY, status.SerializeToString()),
+        )
+        if not err.retry_within_call:
+            # gRFC A6 server pushback: a negative delay means "do not retry".
+            trailers += ((RETRY_PUSHBACK_KEY, "-1"),)
         await context.abort(
             err.code,
             status.message,  # capped, like the details
-            trailing_metadata=((STATUS_DETAILS_KEY, status.SerializeToString()),),
+            trailing_metadata=trailers,
         )
 
 

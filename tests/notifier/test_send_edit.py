@@ -14,6 +14,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from notifier.v1 import notifier_pb2 as pb
+from notifier.v1 import notifier_pb2_grpc
+from voxmesh.channels import dial
 from voxmesh.emulator.botapi import BotApiEmulator
 from voxmesh.errors import error_details
 
@@ -177,6 +179,49 @@ async def test_deadline_while_telegram_throttles_then_retry_same_key(
         pb.SendRequest(idempotency_key="slow", chat_id=31, text="x"), timeout=10
     )
     assert [m.message_id for m in emulator.messages(31)] == [res.message_id]
+
+
+async def test_a_meshs_own_channel_gets_queued_not_a_deadline(
+    notifier: Any, emulator: BotApiEmulator
+) -> None:
+    # The mesh's channels retry UNAVAILABLE on their own. "Queued" is not a
+    # failure a retry could cure within the call: retried, it spent the rest of
+    # the caller's deadline and reached it as DEADLINE_EXCEEDED, so the gateway
+    # could not tell a queued reply from a lost one.
+    emulator.faults.rate_429 = 1.0
+    emulator.faults.retry_after = 1
+    channel = dial(notifier.server.address)
+    try:
+        stub = notifier_pb2_grpc.NotifierServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await stub.Send(pb.SendRequest(idempotency_key="q", chat_id=33, text="x"), timeout=2)
+    finally:
+        await channel.close()
+    d = error_details(exc.value)
+    assert (d.code, (d.metadata or {}).get("queued")) == (grpc.StatusCode.UNAVAILABLE, "true")
+    emulator.faults.rate_429 = 0.0
+    await emulator.wait_for(lambda: bool(emulator.messages(33)), timeout=10)
+    assert [m.text for m in emulator.messages(33)] == ["x"]
+
+
+async def test_telegrams_flood_waits_do_not_use_up_the_attempts(
+    start_notifier: Any, emulator: BotApiEmulator
+) -> None:
+    # A 429 says when to come back; it is not a failed attempt. A minute of them
+    # (a flood wait, a storm) used up the eight attempts and buried the message.
+    n = await start_notifier(max_attempts=2)
+    emulator.faults.rate_429 = 1.0
+    emulator.faults.retry_after = 1
+
+    async def send() -> pb.SendResponse:
+        request = pb.SendRequest(idempotency_key="flood", chat_id=34, text="x")
+        return await n.stub.Send(request, timeout=30)
+
+    sending = asyncio.create_task(send())
+    await emulator.wait_for(lambda: len(emulator.calls("sendMessage")) >= 4, timeout=10)
+    emulator.faults.rate_429 = 0.0
+    res = await sending
+    assert [m.message_id for m in emulator.messages(34)] == [res.message_id]
 
 
 async def test_failing_message_goes_to_dead_letter(
