@@ -150,6 +150,24 @@ async def user_loop(
         await pause(stop, rng.uniform(*PACE))
 
 
+def trail(mesh: Mesh, user: int) -> str:
+    """What Telegram saw of one chat: every update pushed and every call made, in order."""
+    lines = [f"chat {user}:"]
+    for call in mesh.emulator.calls():
+        params = call.params
+        if str(params.get("chat_id", "")) != str(user):
+            continue
+        text = str(params.get("text", ""))[:40]
+        lines.append(
+            f"  {call.time:.1f} {call.method} {call.status} {call.fault or ''} "
+            f"{params.get('message_id', '')} {text!r}"
+        )
+    lines += [
+        f"  message {m.message_id}: {(m.text or '')[:40]!r}" for m in mesh.emulator.messages(user)
+    ]
+    return "\n".join(lines)
+
+
 def fault_burst(seed: int) -> FaultPolicy:
     return FaultPolicy(
         rate_429=0.1,
@@ -254,7 +272,9 @@ async def test_soak(mesh: Mesh, shared_audio: pathlib.Path) -> None:
         for note in sim.notes[user]:
             assert is_final(only_reply(mesh, user, note))
         texts = [m.text or "" for m in emu.messages(user)]
-        assert sum(t.startswith("Balance: ") for t in texts) == sim.balances[user], texts
+        assert sum(t.startswith("Balance: ") for t in texts) == sim.balances[user], trail(
+            mesh, user
+        )
         assert sum(t.startswith("Top up with Telegram Stars") for t in texts) == sim.buys[user]
         assert sum(t.startswith("✅ Payment received: +500") for t in texts) == sim.buys[user]
         txs = await transactions(mesh, user)
