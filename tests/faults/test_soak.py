@@ -26,8 +26,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
+from redis.asyncio import Redis
 
 from billing.v1 import billing_pb2
+from notifier.config import NotifierSettings
 from tests.faults.support import (
     JFK_PRICE,
     TRIAL,
@@ -285,6 +287,13 @@ async def test_soak(mesh: Mesh, shared_audio: pathlib.Path) -> None:
         expected = TRIAL + CREDITS * sim.buys[user] - JFK_PRICE * transcripts[user]
         assert (money.balance_credits, money.held_credits) == (expected, 0)
 
+    # Nothing given up on: every message went out, through the storm too.
+    redis = Redis.from_url(mesh.redis_url, decode_responses=True)
+    try:
+        dead = await redis.xrange(f"{NotifierSettings.key_prefix}dead")
+    finally:
+        await redis.aclose()
+    assert dead == [], dead[:5]
     (await ledger(mesh.database_url)).assert_sound()
     assert mesh.collector.violations == []
 
