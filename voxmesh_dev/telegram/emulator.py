@@ -20,7 +20,7 @@ What it emulates
     upload, 50 MB; 2000 MB in local mode), sendInvoice (XTR), answerPreCheckoutQuery,
     answerCallbackQuery, sendChatAction, getChatMember, getChatAdministrators, setMyCommands,
     getMyCommands, deleteMyCommands.
-  * Flood limits as sliding windows (see :mod:`voxmesh.emulator._telegram_limits`), and
+  * Flood limits as sliding windows (see :mod:`voxmesh_dev.telegram.limits`), and
     injected faults (429, 500, hang, dropped connection) through :class:`FaultPolicy`.
 
 What it does NOT emulate
@@ -58,11 +58,11 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from voxmesh.emulator._telegram_client import EmulatorClient
-from voxmesh.emulator._telegram_control import ControlApi
-from voxmesh.emulator._telegram_html import EntityParseError, parse_html, strip_text
-from voxmesh.emulator._telegram_limits import FaultPolicy, RateLimiter, RateLimits
-from voxmesh.emulator._telegram_params import (
+from voxmesh_dev.telegram.client import EmulatorClient
+from voxmesh_dev.telegram.control import ControlApi
+from voxmesh_dev.telegram.html_entities import EntityParseError, parse_html, strip_text
+from voxmesh_dev.telegram.limits import FaultPolicy, RateLimiter, RateLimits
+from voxmesh_dev.telegram.params import (
     ApiError,
     Params,
     UploadedFile,
@@ -70,7 +70,7 @@ from voxmesh.emulator._telegram_params import (
     read_multipart,
     read_request,
 )
-from voxmesh.emulator._telegram_records import RecordedCall, RecordedDocument, RecordedMessage
+from voxmesh_dev.telegram.records import RecordedCall, RecordedDocument, RecordedMessage
 
 __all__ = [
     "BotApiEmulator",
@@ -1460,7 +1460,7 @@ def _check_button(button: Any) -> None:
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m voxmesh.emulator.botapi", description="Telegram Bot API emulator"
+        prog="python -m voxmesh_dev.telegram", description="Telegram Bot API emulator"
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
