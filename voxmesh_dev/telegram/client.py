@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from voxmesh_dev.telegram.limits import FaultPolicy
+from voxmesh_dev.telegram.faults import FaultPolicy
 from voxmesh_dev.telegram.records import RecordedCall, RecordedMessage
 
 

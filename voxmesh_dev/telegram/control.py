@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from voxmesh_dev.telegram.limits import FaultPolicy
+from voxmesh_dev.telegram.faults import FaultPolicy
 
 if TYPE_CHECKING:
     from voxmesh_dev.telegram.emulator import BotApiEmulator
