@@ -728,7 +728,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         from voxmesh_dev.embedded import StaleServerError
     except ModuleNotFoundError as exc:
-        if exc.name != "voxmesh_dev":
+        if (exc.name or "").partition(".")[0] != "voxmesh_dev":
             raise
         print(
             "voxmesh up: the development package voxmesh_dev is not installed (service images "
