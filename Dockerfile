@@ -48,7 +48,9 @@ RUN case "$VARIANT" in \
       *) echo "VARIANT must be cpu or cuda, not '$VARIANT'" >&2; exit 1 ;; \
     esac
 
-# The application itself (the packages setuptools finds; see pyproject.toml).
+# The application itself: the runtime and the services (the packages setuptools finds;
+# see pyproject.toml), but not voxmesh_dev, the development package (the Bot API
+# emulator, the Zipkin collector, the embedded PostgreSQL/Redis, `voxmesh up`'s mesh).
 COPY pyproject.toml README.md ./
 COPY voxmesh/ voxmesh/
 COPY billing/ billing/

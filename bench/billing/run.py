@@ -56,7 +56,7 @@ sys.path.insert(0, str(REPO))
 
 from billing import sql  # noqa: E402
 from billing.migrate import migrate  # noqa: E402
-from voxmesh.embedded import EmbeddedPostgres, free_port  # noqa: E402
+from voxmesh_dev.embedded import EmbeddedPostgres, free_port  # noqa: E402
 
 USERS = 1_000
 SEED_CREDITS = 10**11

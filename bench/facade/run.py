@@ -34,7 +34,7 @@ import grpc  # noqa: E402
 from bench.transcriber.run import corpus, encode_ogg, wer  # noqa: E402
 from transcriber.v1 import transcriber_pb2 as pb  # noqa: E402
 from transcriber.v1 import transcriber_pb2_grpc as pb_grpc  # noqa: E402
-from voxmesh.embedded import free_port  # noqa: E402
+from voxmesh_dev.embedded import free_port  # noqa: E402
 
 API_KEY = "sk-bench-0123456789abcdef"
 CHUNK = 256 * 1024

@@ -35,8 +35,8 @@ sys.path.insert(0, str(REPO))
 
 from notifier.v1 import notifier_pb2 as pb  # noqa: E402
 from notifier.v1 import notifier_pb2_grpc  # noqa: E402
-from voxmesh.embedded import EmbeddedRedis, free_port  # noqa: E402
-from voxmesh.emulator.botapi import BotApiEmulator  # noqa: E402
+from voxmesh_dev.embedded import EmbeddedRedis, free_port  # noqa: E402
+from voxmesh_dev.telegram import BotApiEmulator  # noqa: E402
 
 TOKEN = "123456:BENCH-TOKEN"
 LIMIT = 30.0

@@ -29,8 +29,8 @@ from bench.billing.run import (
 )
 from billing.migrate import migrate
 from voxmesh.audiofiles import encode
-from voxmesh.devmesh import Mesh, MeshOptions
-from voxmesh.embedded import EmbeddedPostgres
+from voxmesh_dev.embedded import EmbeddedPostgres
+from voxmesh_dev.mesh import Mesh, MeshOptions
 
 OFF = {"OTEL_TRACES_EXPORTER": "none"}
 

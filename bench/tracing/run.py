@@ -34,7 +34,7 @@ from opentelemetry import propagate
 from bench.tracing.noop import noop_round, sdk_ceiling
 from bench.tracing.paths import OFF, BillingPairs, spans_stored, traced, voice_notes
 from voxmesh import telemetry
-from voxmesh.embedded import free_port
+from voxmesh_dev.embedded import free_port
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 GOALS = {"noop": 0.90, "billing": 0.95, "voice": 0.99}
@@ -49,7 +49,7 @@ def collector_process() -> Iterator[str]:
     proc = subprocess.Popen(
         [
             *("taskset", "-c", ",".join(map(str, theirs))),
-            *(sys.executable, "-m", "voxmesh.emulator.zipkin", "--port", str(port)),
+            *(sys.executable, "-m", "voxmesh_dev.zipkin", "--port", str(port)),
         ],
         stdout=subprocess.PIPE,
     )

@@ -20,8 +20,8 @@ from billing.reaper import Reaper
 from billing.v1 import billing_pb2 as pb
 from tests.billing.billing_support import Running, StartBilling
 from tests.billing.test_money import balance, fails, ledger_invariants, new_user, reserve
-from voxmesh.embedded import EmbeddedPostgres
 from voxmesh.errors import error_details
+from voxmesh_dev.embedded import EmbeddedPostgres
 
 
 async def eventually(check: object, timeout: float = 10.0) -> None:

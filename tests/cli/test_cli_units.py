@@ -227,3 +227,25 @@ def test_a_second_up_on_the_same_state_folder_says_so_in_one_line(tmp_path: path
         f"voxmesh up: another `voxmesh up` (pid {os.getpid()}) is using {tmp_path.resolve()}; "
         "stop it first, or pass --state-dir"
     ]
+
+
+def test_up_without_the_development_package_says_so_in_one_line(tmp_path: pathlib.Path) -> None:
+    """The service image has no voxmesh_dev (the emulator, the embedded servers): `up` there."""
+    code = (
+        "import sys\n"
+        "sys.modules['voxmesh_dev'] = None  # as absent as in the image: importing it fails\n"
+        "from voxmesh import cli\n"
+        "cli.main(sys.argv[1:])\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "--state-dir", str(tmp_path), "up"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("voxmesh up: the development package"), lines
+    assert not (tmp_path / "up.lock").exists()  # it stopped before touching the state folder

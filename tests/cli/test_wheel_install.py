@@ -25,8 +25,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.cli.support import REPO, Console, clean_env, final_bot_text
 from tests.helpers import wer
-from voxmesh.embedded import free_port
-from voxmesh.emulator.botapi import BotApiEmulator
+from voxmesh_dev.embedded import free_port
+from voxmesh_dev.telegram import BotApiEmulator
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from voxmesh.devmesh import Mesh, MeshOptions
+from voxmesh_dev.mesh import Mesh, MeshOptions
 
 # Trust auth ignores it, but the services see a DSN with a password, so the
 # suite can check that it never reaches a log line, a span or a metric.

@@ -32,7 +32,7 @@ from tests.gateway.support import (
 )
 from tests.helpers import cer, reference_text, wer
 from voxmesh.audiofiles import encode
-from voxmesh.devmesh import Mesh
+from voxmesh_dev.mesh import Mesh
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 

@@ -20,8 +20,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tests.helpers import reference_text, wer
 from transcriber.v1 import transcriber_pb2, transcriber_pb2_grpc
 from voxmesh.audiofiles import encode
-from voxmesh.devmesh import Mesh
-from voxmesh.embedded import free_port
+from voxmesh_dev.embedded import free_port
+from voxmesh_dev.mesh import Mesh
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 

@@ -17,8 +17,8 @@ from tests.e2e.conftest import DB_PASSWORD
 from tests.helpers import reference_text, wer
 from voxmesh.audiofiles import encode
 from voxmesh.channels import dial
-from voxmesh.devmesh import Mesh
-from voxmesh.emulator.botapi import FaultPolicy
+from voxmesh_dev.mesh import Mesh
+from voxmesh_dev.telegram import FaultPolicy
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 

@@ -9,8 +9,8 @@ from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 
-from voxmesh.emulator.botapi import BotApiEmulator
-from voxmesh.emulator.zipkin import ZipkinCollector
+from voxmesh_dev.telegram import BotApiEmulator
+from voxmesh_dev.zipkin import ZipkinCollector
 
 TOKEN = "123456:TEST-TOKEN"
 

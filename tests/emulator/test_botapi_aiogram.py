@@ -29,7 +29,7 @@ from aiogram.types import (
     ReplyParameters,
 )
 
-from voxmesh.emulator.botapi import BotApiEmulator, FaultPolicy
+from voxmesh_dev.telegram import BotApiEmulator, FaultPolicy
 
 MB = 1024 * 1024
 

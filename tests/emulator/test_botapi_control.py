@@ -13,7 +13,7 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramServerError
 from aiogram.types import BufferedInputFile
 
-from voxmesh.emulator.botapi import BotApiEmulator, EmulatorClient, FaultPolicy
+from voxmesh_dev.telegram import BotApiEmulator, EmulatorClient, FaultPolicy
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ async def test_standalone_process_serves_until_sigterm() -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "voxmesh.emulator.botapi",
+        "voxmesh_dev.telegram",
         "--port",
         "0",
         "--token",

@@ -14,7 +14,7 @@ from aiogram.types import Message
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 
-from voxmesh.emulator.botapi import BotApiEmulator
+from voxmesh_dev.telegram import BotApiEmulator
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from voxmesh.emulator._telegram_html import EntityParseError, parse_html, strip_text
+from voxmesh_dev.telegram.html_entities import EntityParseError, parse_html, strip_text
 
 
 def test_entities_use_utf16_offsets() -> None:

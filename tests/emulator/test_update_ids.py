@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from voxmesh.emulator.botapi import BotApiEmulator
+from voxmesh_dev.telegram import BotApiEmulator
 
 TOKEN = "123456:TEST-TOKEN-ids"
 

@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from voxmesh.emulator.zipkin import ZipkinCollector
+from voxmesh_dev.zipkin import ZipkinCollector
 
 
 def valid_span(**overrides: Any) -> dict[str, Any]:
@@ -211,7 +211,7 @@ async def test_standalone_collector_process() -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "voxmesh.emulator.zipkin",
+        "voxmesh_dev.zipkin",
         "--port",
         "0",
         stdout=asyncio.subprocess.PIPE,
@@ -235,7 +235,7 @@ async def test_standalone_collector_process() -> None:
 
 def test_spec_example_is_valid() -> None:
     """The spec's own example span passes (with a localEndpoint, as it has)."""
-    from voxmesh.emulator._zipkin_schema import SpanValidator, load_spec
+    from voxmesh_dev.zipkin.schema import SpanValidator, load_spec
 
     spec = load_spec()
     example = copy.deepcopy(spec["definitions"]["Span"]["example"])

@@ -17,9 +17,9 @@ from transcriber.config import TranscriberConfig
 from transcriber.models import ModelRegistry
 from transcriber.server import create_app
 from voxmesh.config import TelemetrySettings
-from voxmesh.emulator.zipkin import ZipkinCollector
 from voxmesh.server import ServerSettings
 from voxmesh.telemetry import make_tracer_provider
+from voxmesh_dev.zipkin import ZipkinCollector
 
 pytestmark = pytest.mark.slow
 

@@ -12,8 +12,8 @@ import pytest_asyncio
 from tests.faults.support import faults_mesh, ledger
 from tests.helpers import reference_text
 from voxmesh.audiofiles import encode
-from voxmesh.devmesh import Mesh
-from voxmesh.embedded import EmbeddedRedis
+from voxmesh_dev.embedded import EmbeddedRedis
+from voxmesh_dev.mesh import Mesh
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ import psutil
 
 from billing.v1 import billing_pb2
 from tests.gateway.support import reply_to, start_mesh, transactions
-from voxmesh.devmesh import ALL_SERVICES, Mesh
-from voxmesh.emulator.botapi import RecordedMessage
+from voxmesh_dev.mesh import ALL_SERVICES, Mesh
+from voxmesh_dev.telegram import RecordedMessage
 
 TRIAL = 100  # billing's default free trial
 JFK_PRICE = 2  # 11 s at 10 credits a minute, rounded up

@@ -37,9 +37,9 @@ from tests.gateway.support import (
 )
 from tests.helpers import wer
 from voxmesh.audiofiles import encode
-from voxmesh.devmesh import Mesh
-from voxmesh.embedded import EmbeddedRedis
-from voxmesh.emulator.botapi import FaultPolicy
+from voxmesh_dev.embedded import EmbeddedRedis
+from voxmesh_dev.mesh import Mesh
+from voxmesh_dev.telegram import FaultPolicy
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 

@@ -29,8 +29,8 @@ from billing.migrate import migrate
 from billing.v1 import billing_pb2 as pb
 from billing.v1 import billing_pb2_grpc
 from tests.faults.support import ledger
-from voxmesh.embedded import EmbeddedPostgres, free_port
 from voxmesh.errors import error_details
+from voxmesh_dev.embedded import EmbeddedPostgres, free_port
 
 pytestmark = pytest.mark.slow
 

@@ -45,8 +45,8 @@ from tests.faults.support import (
 from tests.gateway.support import balance, final_reply, is_final, reply_to, transactions
 from tests.helpers import reference_text, wer
 from voxmesh.audiofiles import encode
-from voxmesh.devmesh import Mesh
-from voxmesh.emulator.botapi import FaultPolicy
+from voxmesh_dev.mesh import Mesh
+from voxmesh_dev.telegram import FaultPolicy
 
 SOAK_SECONDS = float(os.environ.get("VOXMESH_SOAK_SECONDS", "60"))
 pytestmark = [

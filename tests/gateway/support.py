@@ -15,8 +15,8 @@ import numpy as np
 from billing.v1 import billing_pb2, billing_pb2_grpc
 from voxmesh.audiofiles import encode
 from voxmesh.channels import dial
-from voxmesh.devmesh import Mesh, MeshOptions
-from voxmesh.emulator.botapi import RecordedMessage
+from voxmesh_dev.mesh import Mesh, MeshOptions
+from voxmesh_dev.telegram import RecordedMessage
 
 ADMIN_ID = 990001
 

@@ -38,8 +38,8 @@ from tests.gateway.fakes import (
     rpc_error,
     transcript,
 )
-from voxmesh.emulator.botapi import BotApiEmulator
 from voxmesh.errors import PermissionDenied, Unavailable
+from voxmesh_dev.telegram import BotApiEmulator
 
 
 @dataclass

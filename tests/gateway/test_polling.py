@@ -14,7 +14,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.types import Message
 
 from gateway.polling import AckPolling, NotAcceptedError
-from voxmesh.emulator.botapi import BotApiEmulator, FaultPolicy
+from voxmesh_dev.telegram import BotApiEmulator, FaultPolicy
 
 TOKEN = "4242:POLLING-TEST"
 

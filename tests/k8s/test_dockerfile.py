@@ -1,12 +1,14 @@
 """The Dockerfile, read statically (no container engine runs here).
 
 These checks pin what the manifests rely on: a non-root uid 10001, the `voxmesh`
-entrypoint, every Python package and the migrations in the image, the CUDA variant's
-libraries on the loader path, and a build context that cannot pick up .venv or .git.
+entrypoint, every Python package and the migrations in the image but not the development
+package, the CUDA variant's libraries on the loader path, and a build context that cannot
+pick up .venv or .git.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import shlex
 import tomllib
@@ -16,6 +18,8 @@ from tests.k8s.render import REPO_ROOT, overlay_dir, render
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
+# The Bot API emulator, the Zipkin collector, the embedded servers: never in a service image.
+DEV_PACKAGE = "voxmesh_dev"
 
 
 @dataclass
@@ -93,13 +97,22 @@ def test_runtime_is_python_311_slim_as_uid_10001_with_voxmesh_entrypoint() -> No
     assert not any("pip" in run for run in runtime.args("RUN"))
 
 
+def wheel_packages() -> set[str]:
+    """The top-level packages the wheel carries: setuptools' find patterns over the checkout."""
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    return {
+        d.name
+        for d in REPO_ROOT.iterdir()
+        if (d / "__init__.py").is_file() and any(fnmatch.fnmatchcase(d.name, p) for p in patterns)
+    }
+
+
 def test_every_package_and_the_migrations_are_in_the_image() -> None:
     _, found = stages()
     builder, runtime = found[0], found[-1]
-    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
-    packages = {
-        p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
-    }
+    packages = wheel_packages() - {DEV_PACKAGE}
+    assert {"voxmesh", "billing", "transcriber", "notifier", "gateway", "facade"} <= packages
     copied = {src.rstrip("/") for src, _ in copies(builder)}
     assert packages <= copied, packages - copied
     assert {"pyproject.toml", "README.md"} <= copied
@@ -108,6 +121,16 @@ def test_every_package_and_the_migrations_are_in_the_image() -> None:
     # repository folder next to it.
     assert env_of(runtime)["VOXMESH_MIGRATIONS_DIR"] == migrations
     assert (REPO_ROOT / "migrations").is_dir()
+
+
+def test_the_image_carries_no_development_package() -> None:
+    """The wheel has voxmesh_dev (for `voxmesh up`); the image neither copies nor can see it."""
+    assert DEV_PACKAGE in wheel_packages()
+    _, found = stages()
+    for stage in found:
+        assert all(not src.startswith(DEV_PACKAGE) for src, _ in copies(stage))
+    allowed = [line for line in DOCKERIGNORE.read_text().splitlines() if line.startswith("!")]
+    assert all(DEV_PACKAGE not in line for line in allowed)
 
 
 def test_cuda_variant_puts_cublas_and_cudnn_on_the_loader_path() -> None:

@@ -13,8 +13,8 @@ import redis.asyncio as aioredis
 from notifier.config import NotifierSettings
 from notifier.server import NotifierApp, build, create_server
 from notifier.v1 import notifier_pb2_grpc
-from voxmesh.emulator.botapi import BotApiEmulator
 from voxmesh.server import GrpcServer, ServerSettings
+from voxmesh_dev.telegram import BotApiEmulator
 
 TOKEN = "123456:TEST-TOKEN"
 

@@ -20,8 +20,8 @@ import redis.asyncio as aioredis
 
 from notifier.v1 import notifier_pb2 as pb
 from notifier.v1 import notifier_pb2_grpc
-from voxmesh.embedded import free_port
-from voxmesh.emulator.botapi import BotApiEmulator
+from voxmesh_dev.embedded import free_port
+from voxmesh_dev.telegram import BotApiEmulator
 
 TOKEN = "123456:TEST-TOKEN"
 

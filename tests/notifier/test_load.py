@@ -16,7 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from notifier.v1 import notifier_pb2 as pb
-from voxmesh.emulator.botapi import BotApiEmulator
+from voxmesh_dev.telegram import BotApiEmulator
 
 CALLERS = 16
 CHATS = 300

@@ -8,7 +8,7 @@ from typing import Any
 from prometheus_client import generate_latest
 
 from notifier.v1 import notifier_pb2 as pb
-from voxmesh.emulator.botapi import BotApiEmulator, FaultPolicy
+from voxmesh_dev.telegram import BotApiEmulator, FaultPolicy
 
 
 def _value(text: str, name: str) -> float:

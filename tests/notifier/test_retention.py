@@ -12,8 +12,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from notifier.v1 import notifier_pb2 as pb
-from voxmesh.emulator.botapi import BotApiEmulator
 from voxmesh.errors import error_details
+from voxmesh_dev.telegram import BotApiEmulator
 
 SECRET_TEXT = "the user's private transcript"
 DEAD_FIELDS = {"job", "chat", "method", "idem", "attempts", "reason"}

@@ -16,8 +16,8 @@ import redis.asyncio as aioredis
 from notifier.v1 import notifier_pb2 as pb
 from notifier.v1 import notifier_pb2_grpc
 from voxmesh.channels import dial
-from voxmesh.emulator.botapi import BotApiEmulator
 from voxmesh.errors import error_details
+from voxmesh_dev.telegram import BotApiEmulator
 
 TOKEN_SECRET = "TEST-TOKEN"
 

@@ -10,7 +10,7 @@ import pytest
 
 from notifier.text import escape_html, split_text, utf16_len
 from notifier.v1 import notifier_pb2 as pb
-from voxmesh.emulator.botapi import BotApiEmulator
+from voxmesh_dev.telegram import BotApiEmulator
 
 _TAG_OR_ENTITY = re.compile(r"<[^<>]*>|&[#A-Za-z0-9]+;")
 

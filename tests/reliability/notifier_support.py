@@ -16,8 +16,8 @@ from notifier.server import NotifierApp, build, create_server
 from notifier.v1 import notifier_pb2 as pb
 from notifier.v1 import notifier_pb2_grpc
 from tests.reliability.support import ErrorLog, LoopThread, serving
-from voxmesh.emulator.botapi import BotApiEmulator
 from voxmesh.server import GrpcServer, ServerSettings
+from voxmesh_dev.telegram import BotApiEmulator
 
 TOKEN = "123456:TEST-TOKEN-fuzz"
 CHAT = 910001  # seeded messages live here

@@ -25,7 +25,7 @@ from billing.v1 import billing_pb2, billing_pb2_grpc
 from tests.reliability import media
 from voxmesh.audiofiles import encode
 from voxmesh.channels import dial
-from voxmesh.devmesh import ALL_SERVICES, Mesh, MeshOptions
+from voxmesh_dev.mesh import ALL_SERVICES, Mesh, MeshOptions
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 

@@ -8,7 +8,7 @@ import stat
 import pytest
 import redis
 
-from voxmesh.embedded import EmbeddedRedis
+from voxmesh_dev.embedded import EmbeddedRedis
 
 
 def test_password_is_in_a_private_file_not_on_the_command_line(tmp_path: pathlib.Path) -> None:

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 import asyncpg
 import pytest
 
-from voxmesh.embedded import EmbeddedPostgres, EmbeddedRedis
+from voxmesh_dev.embedded import EmbeddedPostgres, EmbeddedRedis
 
 
 def _alive(pid: int) -> bool:
@@ -117,7 +117,7 @@ def test_children_die_with_a_sigkilled_parent(tmp_path: pathlib.Path) -> None:
     parent_code = textwrap.dedent(
         """
         import signal, subprocess, sys, time
-        from voxmesh.embedded import dies_with_parent
+        from voxmesh_dev.embedded import dies_with_parent
         child = subprocess.Popen(
             [sys.executable, "-c", "import time; time.sleep(120)"],
             preexec_fn=dies_with_parent(signal.SIGTERM),

@@ -15,8 +15,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from billing.v1 import billing_pb2, billing_pb2_grpc
 from voxmesh import telemetry
 from voxmesh.config import ConfigError, TelemetrySettings
-from voxmesh.emulator.zipkin import ZipkinCollector
 from voxmesh.server import GrpcServer, ServerSettings, ServiceSpec
+from voxmesh_dev.zipkin import ZipkinCollector
 
 RESOURCE = "k8s.pod.name=billing-7d9f4-x2x9q,deployment.environment=staging"
 

@@ -14,8 +14,8 @@ from billing.v1 import billing_pb2, billing_pb2_grpc
 from voxmesh import telemetry
 from voxmesh.channels import dial
 from voxmesh.config import TelemetrySettings
-from voxmesh.emulator.zipkin import ZipkinCollector
 from voxmesh.server import GrpcServer, ServerSettings, ServiceSpec
+from voxmesh_dev.zipkin import ZipkinCollector
 
 QUOTE = "billing.v1.billingservice/quote"
 

@@ -28,9 +28,9 @@ from opentelemetry.trace import Status, StatusCode
 
 from voxmesh import telemetry
 from voxmesh.config import TelemetrySettings
-from voxmesh.emulator.zipkin import ZipkinCollector
 from voxmesh.errors import Unavailable
 from voxmesh.logging import JsonFormatter
+from voxmesh_dev.zipkin import ZipkinCollector
 
 TOKEN = "7123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 SECRET = TOKEN.split(":", 1)[1]

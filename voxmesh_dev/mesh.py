@@ -32,7 +32,7 @@ import aiohttp
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from voxmesh.embedded import EmbeddedPostgres, EmbeddedRedis, dies_with_parent, free_port
+from voxmesh_dev.embedded import EmbeddedPostgres, EmbeddedRedis, dies_with_parent, free_port
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +114,14 @@ class Mesh:
         token = opts.bot_token
         api_base = opts.api_base
         if not token:
-            from voxmesh.emulator.botapi import BotApiEmulator
+            from voxmesh_dev.telegram import BotApiEmulator
 
             token = TEST_TOKEN
             self.emulator = BotApiEmulator(token=token)
             api_base = await self.emulator.start()
         tracing = {"OTEL_EXPORTER_ZIPKIN_ENDPOINT": opts.zipkin_endpoint or ""}
         if not opts.zipkin_endpoint:
-            from voxmesh.emulator.zipkin import ZipkinCollector
+            from voxmesh_dev.zipkin import ZipkinCollector
 
             self.collector = ZipkinCollector()
             await self.collector.start()

@@ -41,7 +41,7 @@ def load_spec(path: Path | None = None) -> dict[str, Any]:
     if path is not None:
         text = path.read_text(encoding="utf-8")
     else:
-        text = resources.files("voxmesh.emulator").joinpath(_SPEC_RESOURCE).read_text("utf-8")
+        text = resources.files("voxmesh_dev.zipkin").joinpath(_SPEC_RESOURCE).read_text("utf-8")
     spec = yaml.safe_load(text)
     if not isinstance(spec, dict) or "definitions" not in spec:
         raise ValueError("not a swagger document with definitions")

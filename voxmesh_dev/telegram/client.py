@@ -9,12 +9,12 @@ from typing import Any
 
 import aiohttp
 
-from voxmesh.emulator._telegram_limits import FaultPolicy
-from voxmesh.emulator._telegram_records import RecordedCall, RecordedMessage
+from voxmesh_dev.telegram.faults import FaultPolicy
+from voxmesh_dev.telegram.records import RecordedCall, RecordedMessage
 
 
 class EmulatorClient:
-    """Drive a :class:`~voxmesh.emulator.botapi.BotApiEmulator` running in another process.
+    """Drive a :class:`~voxmesh_dev.telegram.BotApiEmulator` running in another process.
 
     The methods mirror the in-process API. Instead of ``make_*_update`` + ``push_update``,
     :meth:`push` asks the server to build the update (``kind`` is one of "message", "text",

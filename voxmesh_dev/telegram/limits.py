@@ -1,4 +1,4 @@
-"""Flood limits and fault injection for the Bot API emulator.
+"""Flood limits for the Bot API emulator (injected faults are :mod:`voxmesh_dev.telegram.faults`).
 
 Telegram documents its limits only loosely ("about 30 messages per second", "no more than one
 message per second" in a chat, "no more than 20 messages per minute" in a group). The emulator
@@ -18,11 +18,9 @@ validation, "message is not modified" edits and requests answered 429 do not.
 from __future__ import annotations
 
 import math
-import random
 from collections import deque
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass
 
 
 @dataclass
@@ -81,75 +79,3 @@ class RateLimiter:
 
     def reset(self) -> None:
         self._sent.clear()
-
-
-FAULT_KINDS = ("429", "500", "hang", "drop")
-
-
-@dataclass
-class FaultPolicy:
-    """Random failures injected before (or, with ``lose_response``, after) a Bot API call.
-
-    Probabilities are checked in the order 429, 500, hang, drop, each against the same
-    uniform draw, so their sum should stay <= 1. ``methods`` limits faults to those method
-    names (case-insensitive); the pseudo-method ``"download"`` covers file downloads.
-    With ``lose_response=True`` a hang or drop happens after the method ran: the message is
-    sent but the client never hears so, which is what makes a retry send a duplicate.
-    """
-
-    rate_429: float = 0.0
-    retry_after: int = 1
-    rate_500: float = 0.0
-    rate_hang: float = 0.0
-    hang_seconds: float = 120.0
-    rate_drop: float = 0.0
-    lose_response: bool = False
-    methods: frozenset[str] | None = None
-    seed: int | None = None
-    _rng: random.Random = field(default_factory=random.Random, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if self.methods is not None:
-            self.methods = frozenset(m.lower() for m in self.methods)
-        if self.seed is not None:
-            self._rng.seed(self.seed)
-        for name in ("rate_429", "rate_500", "rate_hang", "rate_drop"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be within [0, 1], got {value}")
-
-    def pick(self, method: str) -> str | None:
-        """Return the fault kind for this call ("429", "500", "hang", "drop") or None."""
-        if self.methods is not None and method.lower() not in self.methods:
-            return None
-        total = self.rate_429 + self.rate_500 + self.rate_hang + self.rate_drop
-        if total <= 0:
-            return None
-        draw = self._rng.random()
-        for kind, rate in zip(
-            FAULT_KINDS, (self.rate_429, self.rate_500, self.rate_hang, self.rate_drop), strict=True
-        ):
-            if draw < rate:
-                return kind
-            draw -= rate
-        return None
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            if f.name.startswith("_"):
-                continue
-            value = getattr(self, f.name)
-            out[f.name] = sorted(value) if isinstance(value, frozenset) else value
-        return out
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> FaultPolicy:
-        known = {f.name for f in fields(cls) if not f.name.startswith("_")}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown fault policy fields: {sorted(unknown)}")
-        kwargs = dict(data)
-        if kwargs.get("methods") is not None:
-            kwargs["methods"] = frozenset(kwargs["methods"])
-        return cls(**kwargs)

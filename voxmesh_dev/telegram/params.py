@@ -8,6 +8,7 @@ a string, and Telegram parses each one by the parameter's type; :class:`Params` 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,14 @@ class ApiError(Exception):
 
 def bad_request(reason: str) -> ApiError:
     return ApiError(400, f"Bad Request: {reason}")
+
+
+def error_body(exc: ApiError) -> dict[str, Any]:
+    """The JSON body Telegram answers an error with (``retry_after`` only on a 429)."""
+    body: dict[str, Any] = {"ok": False, "error_code": exc.status, "description": exc.description}
+    if exc.retry_after is not None:
+        body["parameters"] = {"retry_after": exc.retry_after}
+    return body
 
 
 def too_large() -> ApiError:
@@ -198,3 +207,8 @@ async def read_request(request: web.Request, max_upload: int) -> Params:
                 raise bad_request("can't parse JSON object")
             values.update(body)
     return Params(values, files)
+
+
+# One Bot API method: its parameters in, its ``result`` out (or an ApiError raised). Each
+# method group maps lower-cased method names to these; the dispatcher looks them up.
+Handler = Callable[[Params], Awaitable[Any]]

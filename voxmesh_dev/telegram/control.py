@@ -1,6 +1,6 @@
 """The emulator's /_emulator/ JSON endpoints, for tests that run it in another process.
 
-:class:`~voxmesh.emulator._telegram_client.EmulatorClient` is their client.
+:class:`~voxmesh_dev.telegram.client.EmulatorClient` is their client.
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from voxmesh.emulator._telegram_limits import FaultPolicy
+from voxmesh_dev.telegram.faults import FaultPolicy
 
 if TYPE_CHECKING:
-    from voxmesh.emulator.botapi import BotApiEmulator
+    from voxmesh_dev.telegram.emulator import BotApiEmulator
 
 
 class ControlApi:
