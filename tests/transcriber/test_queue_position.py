@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ import pytest
 
 from tests.transcriber.conftest import ServerFactory, chunks, normalise
 from transcriber.v1 import transcriber_pb2 as pb
+from voxmesh import cli
 
 
 def _requests(
@@ -108,3 +111,36 @@ async def test_a_waiter_past_its_deadline_leaves_the_line(
     assert moves == []
     assert "fellow americans" in a_text and "fellow americans" in c_text
     assert (admission.active, admission.queued) == (0, 0)
+
+
+async def test_the_cli_shows_its_place_in_line(
+    start_server: ServerFactory, audio_dir: Path
+) -> None:
+    srv = await start_server(max_active_streams=1, max_queued_streams=2)
+    path = audio_dir / "jfk.flac"
+    hold = asyncio.Event()
+    a = srv.stub.Transcribe(_requests(path.read_bytes(), hold), timeout=60)
+    await _next(a)
+
+    told = asyncio.Event()
+
+    class Progress(cli._Progress):
+        def queued(self, position: int, active: int) -> None:
+            super().queued(position, active)
+            told.set()
+
+    stderr = io.StringIO()  # not a terminal: a plain line per move
+    progress = Progress("auto", path.stat().st_size, 11.0, stderr)
+    args = argparse.Namespace(
+        format="srt", language="", task="transcribe", model="", timeout=60.0, tls_ca=None
+    )
+    args.tls_cert = args.tls_key = None
+    waiting = asyncio.create_task(cli.transcribe_file(path, srv.target, args, progress))
+    async with asyncio.timeout(20):
+        await told.wait()
+    assert stderr.getvalue() == "voxmesh transcribe: queued: #1 in line, 1 running\n"
+    hold.set()
+    result = await waiting
+    assert "fellow americans" in normalise(result.formatted)
+    assert result.formatted.startswith("1\n00:00:00,000 --> ")
+    await _rest(a)
