@@ -256,7 +256,10 @@ class Facade:
         call = self.stub.Transcribe(requests(), timeout=self.settings.request_timeout_seconds)
         try:
             async for event in call:
-                yield event
+                # A place in the transcriber's queue is no OpenAI event, and an error
+                # after it must still be an ordinary error response (see _stream).
+                if event.WhichOneof("event") != "queued":
+                    yield event
         finally:
             # A client that went away (or an error response) stops the transcriber's work.
             call.cancel()

@@ -16,7 +16,7 @@ from typing import TypeVar
 import grpc
 
 from transcriber import errors as domain
-from transcriber.admission import Admission, Ticket
+from transcriber.admission import Admission, Place, Ticket
 from transcriber.asr import Segment
 from transcriber.audio import ByteFeed
 from transcriber.config import TranscriberConfig
@@ -351,7 +351,22 @@ class TranscriberService(pb_grpc.TranscriberServiceServicer):
     async def _admitted(
         self, spec: JobSpec, deadline_at: float | None, upload: _Upload
     ) -> AsyncIterator[pb.TranscribeResponse]:
-        ticket = await self._admission(spec).acquire()
+        admission = self._admission(spec)
+        entry = admission.join()
+        if isinstance(entry, Place):
+            # Full: tell the caller its place in the line, and each move up.
+            # Cancelled or past its deadline here, it leaves the line.
+            try:
+                got: Ticket | int = entry.position
+                while not isinstance(got, Ticket):
+                    yield pb.TranscribeResponse(
+                        queued=pb.Queued(position=got, active=admission.active)
+                    )
+                    got = await entry.next()
+            finally:
+                entry.leave()  # a no-op once admitted
+            entry = got
+        ticket = entry
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Event | _Finished | _PumpFailed] = asyncio.Queue()
         feed = ByteFeed(self._config.max_upload_bytes)

@@ -319,7 +319,8 @@ def add_transcribe(sub: Subparsers) -> None:
         help="stream a media file through the transcriber; the transcript goes to stdout",
         description=(
             "Stream a media file through the transcriber. Only the result goes to stdout (pipe "
-            "it into a file); progress, the detected language and the trace id go to stderr."
+            "it into a file); progress, the place in line while the transcriber is full, the "
+            "detected language and the trace id go to stderr."
         ),
     )
     p.add_argument("file", help="any media file with audio (OGG/Opus, MP3, M4A, MP4, WAV, FLAC…)")
@@ -349,7 +350,8 @@ def add_transcribe(sub: Subparsers) -> None:
         "--progress",
         choices=("auto", "always", "never"),
         default="auto",
-        help="a progress bar on stderr (auto: when stderr is a terminal)",
+        help="a progress bar on stderr (auto: when stderr is a terminal, else a line per move "
+        "in the transcriber's queue; never: neither)",
     )
     p.set_defaults(func=cmd_transcribe)
 
@@ -388,13 +390,21 @@ class Transcript:
 
 
 class _Progress:
-    """Upload bytes, then transcribed audio seconds, on stderr (tqdm), or nothing."""
+    """Upload bytes, then transcribed audio seconds, on stderr (tqdm), or nothing.
+
+    While the server is full the bar says the file's place in the line; with
+    no bar (stderr is not a terminal) each move is a line of its own, unless
+    the progress is off altogether (``never``).
+    """
 
     def __init__(self, mode: str, size: int, duration: float, stream: IO[str]) -> None:
         self.enabled = mode == "always" or (mode == "auto" and stream.isatty())
+        self._lines = not self.enabled and mode != "never"
         self._stream = stream
         self._duration = duration
         self._bar: Any = None
+        self._queued = False
+        self._uploaded = False
         if self.enabled:
             from tqdm import tqdm
 
@@ -407,10 +417,29 @@ class _Progress:
             self._bar.update(n)
 
     def uploaded(self) -> None:
+        self._uploaded = True
+        if self._bar is not None and not self._queued:
+            self._bar.set_description("decoding")
+
+    def queued(self, position: int, active: int) -> None:
+        """The server is full: ``position`` in line (1 runs next) behind ``active`` streams."""
+        self._queued = True
+        text = f"queued: #{position} in line, {active} running"
         if self._bar is not None:
-            self._bar.set_description("queued or decoding")
+            self._bar.set_description(text)
+        elif self._lines:
+            print(f"voxmesh transcribe: {text}", file=self._stream, flush=True)
+
+    def started(self) -> None:
+        """Out of the line: the server answered with something other than the queue."""
+        if not self._queued:
+            return
+        self._queued = False
+        if self._bar is not None and self._bar.unit == "B":
+            self._bar.set_description("decoding" if self._uploaded else "uploading")
 
     def transcribed(self, upto: float, text: str) -> None:
+        self.started()
         if self._bar is None:
             return
         if self._bar.unit == "B":
@@ -418,16 +447,20 @@ class _Progress:
             self._bar.close()
             from tqdm import tqdm
 
+            known = round(self._duration, 1) or None  # None: the container did not say
             self._bar = tqdm(
-                total=round(self._duration, 1) or None,
+                total=known,
                 unit="s",
                 desc="transcribing",
                 file=self._stream,
                 leave=False,
-                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s audio",
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s audio"
+                if known
+                else "{desc}: {n:.0f} s audio",
             )
         self._bar.write(text.strip(), file=self._stream)
-        self._bar.update(max(0.0, min(upto, self._duration) - self._bar.n))
+        upto = min(upto, self._duration) if self._duration else upto
+        self._bar.update(max(0.0, upto - self._bar.n))
 
     def close(self) -> None:
         if self._bar is not None:
@@ -483,6 +516,10 @@ async def transcribe_file(
         stub = transcriber_pb2_grpc.TranscriberServiceStub(channel)
         async for event in stub.Transcribe(requests(), timeout=args.timeout):
             kind = event.WhichOneof("event")
+            if kind == "queued":
+                progress.queued(event.queued.position, event.queued.active)
+                continue
+            progress.started()
             if kind == "language":
                 result.language = event.language.language
                 result.language_probability = event.language.probability

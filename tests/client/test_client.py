@@ -102,6 +102,37 @@ async def test_file_bytes_and_errors(
     assert err.trace_id in str(err)
 
 
+async def test_a_full_server_s_queued_events_pass_through_stream_and_not_into_a_transcript(
+    start_server: ServerFactory, audio_dir: Path
+) -> None:
+    srv = await start_server(max_active_streams=1, max_queued_streams=2)
+    jfk = (audio_dir / "jfk.flac").read_bytes()
+
+    async def audio(hold: bool = False) -> AsyncIterator[bytes]:
+        yield jfk
+        if hold:
+            await asyncio.Event().wait()  # keep the upload open: the stream holds its slot
+
+    async with TranscriberClient(srv.target, timeout=60) as client:
+        busy = client.stream(audio(hold=True))
+        assert (await anext(busy)).WhichOneof("event") == "audio"  # admitted at once
+        second = client.stream(audio())
+        first_event = await anext(second)
+        assert first_event.WhichOneof("event") == "queued"
+        assert (first_event.queued.position, first_event.queued.active) == (1, 1)
+        third = asyncio.create_task(client.transcribe_bytes(jfk))
+        for _ in range(200):
+            if srv.service.admission.queued == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert srv.service.admission.queued == 2
+        await busy.aclose()  # cancels the call: the others move up and run
+        kinds = [event.WhichOneof("event") async for event in second]
+        transcript = await third
+    assert "queued" not in kinds and kinds[-1] == "done"
+    assert "fellow americans" in transcript.text.lower()
+
+
 @pytest.mark.slow
 async def test_live_pcm_iterator(
     start_server: ServerFactory, jfk_audio: Audio, transcripts: dict[str, Any]

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import io
 import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import grpc
@@ -15,7 +17,8 @@ from facade.config import FacadeSettings, parse_api_keys
 from facade.errors import ApiError
 from facade.upload import parse
 from tests.facade.conftest import API_KEY, FacadeFactory
-from tests.transcriber.conftest import REPO_ROOT, ServerFactory
+from tests.transcriber.conftest import REPO_ROOT, ServerFactory, chunks
+from transcriber.v1 import transcriber_pb2 as pb
 from voxmesh.config import ConfigError
 from voxmesh.errors import (
     STATUS_DETAILS_KEY,
@@ -154,6 +157,49 @@ async def test_a_caller_that_hangs_up_stops_the_transcription(
             break
         await asyncio.sleep(0.05)
     assert admission.active == 0
+
+
+async def test_an_upload_that_waited_in_the_queue_still_fails_as_an_error_response(
+    start_server: ServerFactory, start_facade: FacadeFactory, audio_dir: Path
+) -> None:
+    """The transcriber's queued events are no SSE: a stream that waits for a slot, then
+    fails, is an ordinary 4xx, as it is when the slot is free."""
+    srv = await start_server(max_active_streams=1, max_queued_streams=1)
+    fac = await start_facade(srv.target)
+    jfk = (audio_dir / "jfk.flac").read_bytes()
+
+    async def hold_the_slot() -> AsyncIterator[pb.TranscribeRequest]:
+        yield pb.TranscribeRequest(config=pb.TranscriptionConfig())
+        for piece in chunks(jfk):
+            yield pb.TranscribeRequest(audio=piece)
+        await asyncio.Event().wait()
+
+    busy = srv.stub.Transcribe(hold_the_slot(), timeout=60)
+    first = await busy.read()
+    assert isinstance(first, pb.TranscribeResponse) and first.WhichOneof("event") == "audio"
+    form = aiohttp.FormData(default_to_multipart=True)
+    form.add_field("model", "whisper-1")
+    form.add_field("stream", "true")
+    form.add_field("file", b"not audio at all" * 64, filename="notes.ogg")
+    admission = srv.service.admission
+    async with aiohttp.ClientSession() as http:
+        post = asyncio.ensure_future(
+            http.post(
+                f"{fac.url}/v1/audio/transcriptions",
+                data=form,
+                headers={"Authorization": f"Bearer {API_KEY}"},
+            )
+        )
+        for _ in range(200):
+            if admission.queued:
+                break
+            await asyncio.sleep(0.05)
+        assert admission.queued == 1
+        busy.cancel()  # the slot frees; the queued upload runs and fails
+        async with await post as resp:
+            assert resp.status == 400, await resp.text()
+            error = (await resp.json())["error"]
+    assert (error["param"], error["code"]) == ("file", "audio_corrupt")
 
 
 def _rpc_error(err: ServiceError) -> grpc.aio.AioRpcError:

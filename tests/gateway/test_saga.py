@@ -89,6 +89,20 @@ async def test_an_honest_note_is_held_at_its_length_and_charged_its_real_price()
     assert rig.stream().uploaded[0].config.paid_seconds == 12
 
 
+async def test_a_wait_in_the_transcriber_s_queue_changes_nothing() -> None:
+    rig = Rig()
+    queued = [
+        transcriber_pb2.TranscribeResponse(queued=transcriber_pb2.Queued(position=p, active=4))
+        for p in (2, 1)
+    ]
+    rig.transcriber.events = queued + transcript("Ask not.", seconds=5.2)
+    outcome = await rig.run(job())
+    assert outcome.status == "done" and outcome.text == "Ask not."
+    [capture] = rig.billing.requests("Capture")
+    assert capture.amount_credits == 1
+    assert rig.notifier.requests("Edit")[-1].text == "Ask not."
+
+
 def status_id(rig: Rig) -> int:
     return rig.attached[0]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from transcriber.admission import Admission
+from transcriber.admission import Admission, Place, Ticket
 from transcriber.asr import Segment, Word
 from transcriber.audio import ByteFeed
 from transcriber.config import TranscriberConfig, TranscriberConfigError
@@ -149,6 +149,43 @@ async def test_admission_bookkeeping() -> None:
     second = await waiting
     assert (adm.active, adm.queued) == (1, 0)
     adm.release(second)
+    assert adm.active == 0
+
+
+async def test_admission_places_move_up_in_fifo_order() -> None:
+    adm = Admission(1, 3)
+    running = adm.join()
+    assert isinstance(running, Ticket)
+    b, c, d = adm.join(), adm.join(), adm.join()
+    assert isinstance(b, Place) and isinstance(c, Place) and isinstance(d, Place)
+    assert (b.position, c.position, d.position) == (1, 2, 3)
+    b.leave()  # the first waiter goes away: those behind move up
+    assert (adm.queued, c.position, d.position) == (2, 1, 2)
+    assert await c.next() == 1 and await d.next() == 2
+    adm.release(running)  # c runs, d is next
+    assert isinstance(await c.next(), Ticket)
+    assert await d.next() == 1 and adm.active == 1
+    c.leave()  # a no-op: c holds its ticket
+    assert adm.active == 1
+    nothing_yet = asyncio.create_task(d.next())
+    await asyncio.sleep(0)
+    assert not nothing_yet.done()  # no change, no answer
+    nothing_yet.cancel()
+    d.leave()
+    assert (adm.active, adm.queued) == (1, 0)
+
+
+async def test_a_slot_handed_to_a_leaving_waiter_goes_to_the_next() -> None:
+    adm = Admission(1, 2)
+    running = adm.join()
+    assert isinstance(running, Ticket)
+    b, c = adm.join(), adm.join()
+    assert isinstance(b, Place) and isinstance(c, Place)
+    adm.release(running)  # b is admitted but has not taken its ticket...
+    b.leave()  # ...and goes away: c gets the slot
+    got = await c.next()
+    assert isinstance(got, Ticket) and (adm.active, adm.queued) == (1, 0)
+    adm.release(got)
     assert adm.active == 0
 
 

@@ -68,7 +68,8 @@ class TranscriberServiceServicer:
         client half-closes when the audio ends, or sends end_of_audio and keeps
         its side open to raise paid_seconds later. Responses: an audio event with
         the final duration as soon as it is known, at most one language event,
-        segments in order, then exactly one done event.
+        segments in order, then exactly one done event. A file stream that has
+        to wait for a slot first gets queued events with its place in the line.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

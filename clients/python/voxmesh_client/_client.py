@@ -177,8 +177,10 @@ class TranscriberClient:
         options: Options | None = None,
         timeout: float | None = None,
     ) -> AsyncIterator[pb.TranscribeResponse]:
-        """Stream a media file's bytes; yield events as the server sends them: at most
-        one ``language``, then ``segment`` events in order, then one ``done``."""
+        """Stream a media file's bytes; yield events as the server sends them: while the
+        server is full, ``queued`` events (the place in line, 1 runs next), then
+        ``audio`` (the duration), at most one ``language``, ``segment`` events in
+        order, then one ``done``. Ignore the kinds you do not need."""
         config = (options or Options()).config()
         return self._call(config, audio, timeout)
 

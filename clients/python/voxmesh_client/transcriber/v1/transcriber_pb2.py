@@ -24,19 +24,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n transcriber/v1/transcriber.proto\x12\x0etranscriber.v1\"\xc0\x03\n\x13TranscriptionConfig\x12\x1a\n\x08language\x18\x01 \x01(\tR\x08language\x12(\n\x04task\x18\x02 \x01(\x0e\x32\x14.transcriber.v1.TaskR\x04task\x12\'\n\x0fword_timestamps\x18\x03 \x01(\x08R\x0ewordTimestamps\x12\x41\n\routput_format\x18\x04 \x01(\x0e\x32\x1c.transcriber.v1.OutputFormatR\x0coutputFormat\x12\x38\n\ninput_mode\x18\x05 \x01(\x0e\x32\x19.transcriber.v1.InputModeR\tinputMode\x12$\n\x0esample_rate_hz\x18\x06 \x01(\x05R\x0csampleRateHz\x12%\n\x0einitial_prompt\x18\x07 \x01(\tR\rinitialPrompt\x12\x1a\n\x08hotwords\x18\x08 \x01(\tR\x08hotwords\x12\x1b\n\tbeam_size\x18\t \x01(\x05R\x08\x62\x65\x61mSize\x12\x14\n\x05model\x18\n \x01(\tR\x05model\x12!\n\x0cpaid_seconds\x18\x0b \x01(\x01R\x0bpaidSeconds\"0\n\x0bPaidSeconds\x12!\n\x0cpaid_seconds\x18\x01 \x01(\x01R\x0bpaidSeconds\"L\n\tAudioInfo\x12)\n\x10\x64uration_seconds\x18\x01 \x01(\x01R\x0f\x64urationSeconds\x12\x14\n\x05\x66inal\x18\x02 \x01(\x08R\x05\x66inal\"\x82\x01\n\x04Word\x12#\n\rstart_seconds\x18\x01 \x01(\x01R\x0cstartSeconds\x12\x1f\n\x0b\x65nd_seconds\x18\x02 \x01(\x01R\nendSeconds\x12\x12\n\x04word\x18\x03 \x01(\tR\x04word\x12 \n\x0bprobability\x18\x04 \x01(\x02R\x0bprobability\"\xc4\x01\n\x07Segment\x12\x1d\n\nsegment_id\x18\x01 \x01(\rR\tsegmentId\x12#\n\rstart_seconds\x18\x02 \x01(\x01R\x0cstartSeconds\x12\x1f\n\x0b\x65nd_seconds\x18\x03 \x01(\x01R\nendSeconds\x12\x12\n\x04text\x18\x04 \x01(\tR\x04text\x12*\n\x05words\x18\x05 \x03(\x0b\x32\x14.transcriber.v1.WordR\x05words\x12\x14\n\x05\x66inal\x18\x06 \x01(\x08R\x05\x66inal\"P\n\x10LanguageDetected\x12\x1a\n\x08language\x18\x01 \x01(\tR\x08language\x12 \n\x0bprobability\x18\x02 \x01(\x02R\x0bprobability\"\x96\x02\n\x04\x44one\x12\x34\n\x16\x61udio_duration_seconds\x18\x01 \x01(\x01R\x14\x61udioDurationSeconds\x12-\n\x12processing_seconds\x18\x02 \x01(\x01R\x11processingSeconds\x12\x14\n\x05model\x18\x03 \x01(\tR\x05model\x12\x16\n\x06\x64\x65vice\x18\x04 \x01(\tR\x06\x64\x65vice\x12%\n\x0e\x66ormatted_text\x18\x05 \x01(\tR\rformattedText\x12#\n\rsegment_count\x18\x06 \x01(\rR\x0csegmentCount\x12/\n\x13transcribed_seconds\x18\x07 \x01(\x01R\x12transcribedSeconds\"\xcc\x01\n\x11TranscribeRequest\x12=\n\x06\x63onfig\x18\x01 \x01(\x0b\x32#.transcriber.v1.TranscriptionConfigH\x00R\x06\x63onfig\x12\x16\n\x05\x61udio\x18\x02 \x01(\x0cH\x00R\x05\x61udio\x12\x31\n\x04paid\x18\x03 \x01(\x0b\x32\x1b.transcriber.v1.PaidSecondsH\x00R\x04paid\x12\"\n\x0c\x65nd_of_audio\x18\x04 \x01(\x08H\x00R\nendOfAudioB\t\n\x07payload\"\xf1\x01\n\x12TranscribeResponse\x12>\n\x08language\x18\x01 \x01(\x0b\x32 .transcriber.v1.LanguageDetectedH\x00R\x08language\x12\x33\n\x07segment\x18\x02 \x01(\x0b\x32\x17.transcriber.v1.SegmentH\x00R\x07segment\x12*\n\x04\x64one\x18\x03 \x01(\x0b\x32\x14.transcriber.v1.DoneH\x00R\x04\x64one\x12\x31\n\x05\x61udio\x18\x04 \x01(\x0b\x32\x19.transcriber.v1.AudioInfoH\x00R\x05\x61udioB\x07\n\x05\x65vent\"j\n\x15TranscribeFileRequest\x12;\n\x06\x63onfig\x18\x01 \x01(\x0b\x32#.transcriber.v1.TranscriptionConfigR\x06\x63onfig\x12\x14\n\x05\x61udio\x18\x02 \x01(\x0cR\x05\x61udio\"\xb5\x01\n\x16TranscribeFileResponse\x12<\n\x08language\x18\x01 \x01(\x0b\x32 .transcriber.v1.LanguageDetectedR\x08language\x12\x33\n\x08segments\x18\x02 \x03(\x0b\x32\x17.transcriber.v1.SegmentR\x08segments\x12(\n\x04\x64one\x18\x03 \x01(\x0b\x32\x14.transcriber.v1.DoneR\x04\x64one\"\x13\n\x11ListModelsRequest\"\xb1\x01\n\tModelInfo\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n\x04path\x18\x02 \x01(\tR\x04path\x12\x16\n\x06\x64\x65vice\x18\x03 \x01(\tR\x06\x64\x65vice\x12!\n\x0c\x63ompute_type\x18\x04 \x01(\tR\x0b\x63omputeType\x12\"\n\x0cmultilingual\x18\x05 \x01(\x08R\x0cmultilingual\x12\x1d\n\nis_default\x18\x06 \x01(\x08R\tisDefault\"G\n\x12ListModelsResponse\x12\x31\n\x06models\x18\x01 \x03(\x0b\x32\x19.transcriber.v1.ModelInfoR\x06models*E\n\x04Task\x12\x14\n\x10TASK_UNSPECIFIED\x10\x00\x12\x13\n\x0fTASK_TRANSCRIBE\x10\x01\x12\x12\n\x0eTASK_TRANSLATE\x10\x02*\x97\x01\n\x0cOutputFormat\x12\x1d\n\x19OUTPUT_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12OUTPUT_FORMAT_TEXT\x10\x01\x12\"\n\x1eOUTPUT_FORMAT_TIMESTAMPED_TEXT\x10\x02\x12\x15\n\x11OUTPUT_FORMAT_SRT\x10\x03\x12\x15\n\x11OUTPUT_FORMAT_VTT\x10\x04*U\n\tInputMode\x12\x1a\n\x16INPUT_MODE_UNSPECIFIED\x10\x00\x12\x13\n\x0fINPUT_MODE_FILE\x10\x01\x12\x17\n\x13INPUT_MODE_LIVE_PCM\x10\x02\x32\xa3\x02\n\x12TranscriberService\x12W\n\nTranscribe\x12!.transcriber.v1.TranscribeRequest\x1a\".transcriber.v1.TranscribeResponse(\x01\x30\x01\x12_\n\x0eTranscribeFile\x12%.transcriber.v1.TranscribeFileRequest\x1a&.transcriber.v1.TranscribeFileResponse\x12S\n\nListModels\x12!.transcriber.v1.ListModelsRequest\x1a\".transcriber.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n transcriber/v1/transcriber.proto\x12\x0etranscriber.v1\"\xc0\x03\n\x13TranscriptionConfig\x12\x1a\n\x08language\x18\x01 \x01(\tR\x08language\x12(\n\x04task\x18\x02 \x01(\x0e\x32\x14.transcriber.v1.TaskR\x04task\x12\'\n\x0fword_timestamps\x18\x03 \x01(\x08R\x0ewordTimestamps\x12\x41\n\routput_format\x18\x04 \x01(\x0e\x32\x1c.transcriber.v1.OutputFormatR\x0coutputFormat\x12\x38\n\ninput_mode\x18\x05 \x01(\x0e\x32\x19.transcriber.v1.InputModeR\tinputMode\x12$\n\x0esample_rate_hz\x18\x06 \x01(\x05R\x0csampleRateHz\x12%\n\x0einitial_prompt\x18\x07 \x01(\tR\rinitialPrompt\x12\x1a\n\x08hotwords\x18\x08 \x01(\tR\x08hotwords\x12\x1b\n\tbeam_size\x18\t \x01(\x05R\x08\x62\x65\x61mSize\x12\x14\n\x05model\x18\n \x01(\tR\x05model\x12!\n\x0cpaid_seconds\x18\x0b \x01(\x01R\x0bpaidSeconds\"0\n\x0bPaidSeconds\x12!\n\x0cpaid_seconds\x18\x01 \x01(\x01R\x0bpaidSeconds\"L\n\tAudioInfo\x12)\n\x10\x64uration_seconds\x18\x01 \x01(\x01R\x0f\x64urationSeconds\x12\x14\n\x05\x66inal\x18\x02 \x01(\x08R\x05\x66inal\"\x82\x01\n\x04Word\x12#\n\rstart_seconds\x18\x01 \x01(\x01R\x0cstartSeconds\x12\x1f\n\x0b\x65nd_seconds\x18\x02 \x01(\x01R\nendSeconds\x12\x12\n\x04word\x18\x03 \x01(\tR\x04word\x12 \n\x0bprobability\x18\x04 \x01(\x02R\x0bprobability\"\xc4\x01\n\x07Segment\x12\x1d\n\nsegment_id\x18\x01 \x01(\rR\tsegmentId\x12#\n\rstart_seconds\x18\x02 \x01(\x01R\x0cstartSeconds\x12\x1f\n\x0b\x65nd_seconds\x18\x03 \x01(\x01R\nendSeconds\x12\x12\n\x04text\x18\x04 \x01(\tR\x04text\x12*\n\x05words\x18\x05 \x03(\x0b\x32\x14.transcriber.v1.WordR\x05words\x12\x14\n\x05\x66inal\x18\x06 \x01(\x08R\x05\x66inal\"P\n\x10LanguageDetected\x12\x1a\n\x08language\x18\x01 \x01(\tR\x08language\x12 \n\x0bprobability\x18\x02 \x01(\x02R\x0bprobability\"<\n\x06Queued\x12\x1a\n\x08position\x18\x01 \x01(\rR\x08position\x12\x16\n\x06\x61\x63tive\x18\x02 \x01(\rR\x06\x61\x63tive\"\x96\x02\n\x04\x44one\x12\x34\n\x16\x61udio_duration_seconds\x18\x01 \x01(\x01R\x14\x61udioDurationSeconds\x12-\n\x12processing_seconds\x18\x02 \x01(\x01R\x11processingSeconds\x12\x14\n\x05model\x18\x03 \x01(\tR\x05model\x12\x16\n\x06\x64\x65vice\x18\x04 \x01(\tR\x06\x64\x65vice\x12%\n\x0e\x66ormatted_text\x18\x05 \x01(\tR\rformattedText\x12#\n\rsegment_count\x18\x06 \x01(\rR\x0csegmentCount\x12/\n\x13transcribed_seconds\x18\x07 \x01(\x01R\x12transcribedSeconds\"\xcc\x01\n\x11TranscribeRequest\x12=\n\x06\x63onfig\x18\x01 \x01(\x0b\x32#.transcriber.v1.TranscriptionConfigH\x00R\x06\x63onfig\x12\x16\n\x05\x61udio\x18\x02 \x01(\x0cH\x00R\x05\x61udio\x12\x31\n\x04paid\x18\x03 \x01(\x0b\x32\x1b.transcriber.v1.PaidSecondsH\x00R\x04paid\x12\"\n\x0c\x65nd_of_audio\x18\x04 \x01(\x08H\x00R\nendOfAudioB\t\n\x07payload\"\xa3\x02\n\x12TranscribeResponse\x12>\n\x08language\x18\x01 \x01(\x0b\x32 .transcriber.v1.LanguageDetectedH\x00R\x08language\x12\x33\n\x07segment\x18\x02 \x01(\x0b\x32\x17.transcriber.v1.SegmentH\x00R\x07segment\x12*\n\x04\x64one\x18\x03 \x01(\x0b\x32\x14.transcriber.v1.DoneH\x00R\x04\x64one\x12\x31\n\x05\x61udio\x18\x04 \x01(\x0b\x32\x19.transcriber.v1.AudioInfoH\x00R\x05\x61udio\x12\x30\n\x06queued\x18\x05 \x01(\x0b\x32\x16.transcriber.v1.QueuedH\x00R\x06queuedB\x07\n\x05\x65vent\"j\n\x15TranscribeFileRequest\x12;\n\x06\x63onfig\x18\x01 \x01(\x0b\x32#.transcriber.v1.TranscriptionConfigR\x06\x63onfig\x12\x14\n\x05\x61udio\x18\x02 \x01(\x0cR\x05\x61udio\"\xb5\x01\n\x16TranscribeFileResponse\x12<\n\x08language\x18\x01 \x01(\x0b\x32 .transcriber.v1.LanguageDetectedR\x08language\x12\x33\n\x08segments\x18\x02 \x03(\x0b\x32\x17.transcriber.v1.SegmentR\x08segments\x12(\n\x04\x64one\x18\x03 \x01(\x0b\x32\x14.transcriber.v1.DoneR\x04\x64one\"\x13\n\x11ListModelsRequest\"\xb1\x01\n\tModelInfo\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n\x04path\x18\x02 \x01(\tR\x04path\x12\x16\n\x06\x64\x65vice\x18\x03 \x01(\tR\x06\x64\x65vice\x12!\n\x0c\x63ompute_type\x18\x04 \x01(\tR\x0b\x63omputeType\x12\"\n\x0cmultilingual\x18\x05 \x01(\x08R\x0cmultilingual\x12\x1d\n\nis_default\x18\x06 \x01(\x08R\tisDefault\"G\n\x12ListModelsResponse\x12\x31\n\x06models\x18\x01 \x03(\x0b\x32\x19.transcriber.v1.ModelInfoR\x06models*E\n\x04Task\x12\x14\n\x10TASK_UNSPECIFIED\x10\x00\x12\x13\n\x0fTASK_TRANSCRIBE\x10\x01\x12\x12\n\x0eTASK_TRANSLATE\x10\x02*\x97\x01\n\x0cOutputFormat\x12\x1d\n\x19OUTPUT_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12OUTPUT_FORMAT_TEXT\x10\x01\x12\"\n\x1eOUTPUT_FORMAT_TIMESTAMPED_TEXT\x10\x02\x12\x15\n\x11OUTPUT_FORMAT_SRT\x10\x03\x12\x15\n\x11OUTPUT_FORMAT_VTT\x10\x04*U\n\tInputMode\x12\x1a\n\x16INPUT_MODE_UNSPECIFIED\x10\x00\x12\x13\n\x0fINPUT_MODE_FILE\x10\x01\x12\x17\n\x13INPUT_MODE_LIVE_PCM\x10\x02\x32\xa3\x02\n\x12TranscriberService\x12W\n\nTranscribe\x12!.transcriber.v1.TranscribeRequest\x1a\".transcriber.v1.TranscribeResponse(\x01\x30\x01\x12_\n\x0eTranscribeFile\x12%.transcriber.v1.TranscribeFileRequest\x1a&.transcriber.v1.TranscribeFileResponse\x12S\n\nListModels\x12!.transcriber.v1.ListModelsRequest\x1a\".transcriber.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'transcriber.v1.transcriber_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASK']._serialized_start=2343
-  _globals['_TASK']._serialized_end=2412
-  _globals['_OUTPUTFORMAT']._serialized_start=2415
-  _globals['_OUTPUTFORMAT']._serialized_end=2566
-  _globals['_INPUTMODE']._serialized_start=2568
-  _globals['_INPUTMODE']._serialized_end=2653
+  _globals['_TASK']._serialized_start=2455
+  _globals['_TASK']._serialized_end=2524
+  _globals['_OUTPUTFORMAT']._serialized_start=2527
+  _globals['_OUTPUTFORMAT']._serialized_end=2678
+  _globals['_INPUTMODE']._serialized_start=2680
+  _globals['_INPUTMODE']._serialized_end=2765
   _globals['_TRANSCRIPTIONCONFIG']._serialized_start=53
   _globals['_TRANSCRIPTIONCONFIG']._serialized_end=501
   _globals['_PAIDSECONDS']._serialized_start=503
@@ -49,22 +49,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SEGMENT']._serialized_end=961
   _globals['_LANGUAGEDETECTED']._serialized_start=963
   _globals['_LANGUAGEDETECTED']._serialized_end=1043
-  _globals['_DONE']._serialized_start=1046
-  _globals['_DONE']._serialized_end=1324
-  _globals['_TRANSCRIBEREQUEST']._serialized_start=1327
-  _globals['_TRANSCRIBEREQUEST']._serialized_end=1531
-  _globals['_TRANSCRIBERESPONSE']._serialized_start=1534
-  _globals['_TRANSCRIBERESPONSE']._serialized_end=1775
-  _globals['_TRANSCRIBEFILEREQUEST']._serialized_start=1777
-  _globals['_TRANSCRIBEFILEREQUEST']._serialized_end=1883
-  _globals['_TRANSCRIBEFILERESPONSE']._serialized_start=1886
-  _globals['_TRANSCRIBEFILERESPONSE']._serialized_end=2067
-  _globals['_LISTMODELSREQUEST']._serialized_start=2069
-  _globals['_LISTMODELSREQUEST']._serialized_end=2088
-  _globals['_MODELINFO']._serialized_start=2091
-  _globals['_MODELINFO']._serialized_end=2268
-  _globals['_LISTMODELSRESPONSE']._serialized_start=2270
-  _globals['_LISTMODELSRESPONSE']._serialized_end=2341
-  _globals['_TRANSCRIBERSERVICE']._serialized_start=2656
-  _globals['_TRANSCRIBERSERVICE']._serialized_end=2947
+  _globals['_QUEUED']._serialized_start=1045
+  _globals['_QUEUED']._serialized_end=1105
+  _globals['_DONE']._serialized_start=1108
+  _globals['_DONE']._serialized_end=1386
+  _globals['_TRANSCRIBEREQUEST']._serialized_start=1389
+  _globals['_TRANSCRIBEREQUEST']._serialized_end=1593
+  _globals['_TRANSCRIBERESPONSE']._serialized_start=1596
+  _globals['_TRANSCRIBERESPONSE']._serialized_end=1887
+  _globals['_TRANSCRIBEFILEREQUEST']._serialized_start=1889
+  _globals['_TRANSCRIBEFILEREQUEST']._serialized_end=1995
+  _globals['_TRANSCRIBEFILERESPONSE']._serialized_start=1998
+  _globals['_TRANSCRIBEFILERESPONSE']._serialized_end=2179
+  _globals['_LISTMODELSREQUEST']._serialized_start=2181
+  _globals['_LISTMODELSREQUEST']._serialized_end=2200
+  _globals['_MODELINFO']._serialized_start=2203
+  _globals['_MODELINFO']._serialized_end=2380
+  _globals['_LISTMODELSRESPONSE']._serialized_start=2382
+  _globals['_LISTMODELSRESPONSE']._serialized_end=2453
+  _globals['_TRANSCRIBERSERVICE']._serialized_start=2768
+  _globals['_TRANSCRIBERSERVICE']._serialized_end=3059
 # @@protoc_insertion_point(module_scope)

@@ -114,6 +114,14 @@ class LanguageDetected(_message.Message):
     probability: float
     def __init__(self, language: _Optional[str] = ..., probability: _Optional[float] = ...) -> None: ...
 
+class Queued(_message.Message):
+    __slots__ = ("position", "active")
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    position: int
+    active: int
+    def __init__(self, position: _Optional[int] = ..., active: _Optional[int] = ...) -> None: ...
+
 class Done(_message.Message):
     __slots__ = ("audio_duration_seconds", "processing_seconds", "model", "device", "formatted_text", "segment_count", "transcribed_seconds")
     AUDIO_DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
@@ -145,16 +153,18 @@ class TranscribeRequest(_message.Message):
     def __init__(self, config: _Optional[_Union[TranscriptionConfig, _Mapping]] = ..., audio: _Optional[bytes] = ..., paid: _Optional[_Union[PaidSeconds, _Mapping]] = ..., end_of_audio: _Optional[bool] = ...) -> None: ...
 
 class TranscribeResponse(_message.Message):
-    __slots__ = ("language", "segment", "done", "audio")
+    __slots__ = ("language", "segment", "done", "audio", "queued")
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     SEGMENT_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
     language: LanguageDetected
     segment: Segment
     done: Done
     audio: AudioInfo
-    def __init__(self, language: _Optional[_Union[LanguageDetected, _Mapping]] = ..., segment: _Optional[_Union[Segment, _Mapping]] = ..., done: _Optional[_Union[Done, _Mapping]] = ..., audio: _Optional[_Union[AudioInfo, _Mapping]] = ...) -> None: ...
+    queued: Queued
+    def __init__(self, language: _Optional[_Union[LanguageDetected, _Mapping]] = ..., segment: _Optional[_Union[Segment, _Mapping]] = ..., done: _Optional[_Union[Done, _Mapping]] = ..., audio: _Optional[_Union[AudioInfo, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ...) -> None: ...
 
 class TranscribeFileRequest(_message.Message):
     __slots__ = ("config", "audio")

@@ -43,7 +43,8 @@ class TranscriberServiceStub:
     client half-closes when the audio ends, or sends end_of_audio and keeps
     its side open to raise paid_seconds later. Responses: an audio event with
     the final duration as soon as it is known, at most one language event,
-    segments in order, then exactly one done event.
+    segments in order, then exactly one done event. A file stream that has
+    to wait for a slot first gets queued events with its place in the line.
     """
     TranscribeFile: _grpc.UnaryUnaryMultiCallable[_transcriber_pb2.TranscribeFileRequest, _transcriber_pb2.TranscribeFileResponse]
     """TranscribeFile transcribes a whole file held by the caller (at most
@@ -67,7 +68,8 @@ class TranscriberServiceAsyncStub(TranscriberServiceStub):
     client half-closes when the audio ends, or sends end_of_audio and keeps
     its side open to raise paid_seconds later. Responses: an audio event with
     the final duration as soon as it is known, at most one language event,
-    segments in order, then exactly one done event.
+    segments in order, then exactly one done event. A file stream that has
+    to wait for a slot first gets queued events with its place in the line.
     """
     TranscribeFile: _aio.UnaryUnaryMultiCallable[_transcriber_pb2.TranscribeFileRequest, _transcriber_pb2.TranscribeFileResponse]  # type: ignore[assignment]
     """TranscribeFile transcribes a whole file held by the caller (at most
@@ -94,7 +96,8 @@ class TranscriberServiceServicer(metaclass=_abc_1.ABCMeta):
         client half-closes when the audio ends, or sends end_of_audio and keeps
         its side open to raise paid_seconds later. Responses: an audio event with
         the final duration as soon as it is known, at most one language event,
-        segments in order, then exactly one done event.
+        segments in order, then exactly one done event. A file stream that has
+        to wait for a slot first gets queued events with its place in the line.
         """
 
     @_abc_1.abstractmethod
