@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import numpy as np
@@ -25,6 +28,7 @@ from voxmesh_dev.mesh import Mesh
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
+REPO = pathlib.Path(__file__).resolve().parents[2]
 GRPCURL = shutil.which("grpcurl", path=str(pathlib.Path(sys.executable).parent)) or "grpcurl"
 
 
@@ -62,6 +66,66 @@ async def test_grpcurl_lists_service_and_health(mesh: Mesh, name: str, service: 
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()
     assert '"SERVING"' in out.decode()
+
+
+def readme_block(containing: str) -> str:
+    """The README's shell block holding ``containing``, as a user would paste it."""
+    readme = (REPO / "README.md").read_text()
+    blocks = re.findall(r"```sh\n(.*?)```", readme, flags=re.DOTALL)
+    [block] = [b for b in blocks if containing in b]
+    return block
+
+
+async def run_readme(block: str, mesh: Mesh, cwd: pathlib.Path) -> str:
+    """Run a README block word for word but for the mesh's ports and the venv's grpcurl."""
+    for name, port in (("billing", 50051), ("transcriber", 50052), ("notifier", 50053)):
+        block = block.replace(f"127.0.0.1:{port}", mesh.target(name))
+    block = block.replace(".venv/bin/grpcurl", GRPCURL)
+    proc = await asyncio.create_subprocess_exec(
+        "bash",
+        "-euo",
+        "pipefail",
+        "-c",
+        block,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, (block, err.decode())
+    return out.decode()
+
+
+async def test_the_readmes_grpcurl_lines_work(mesh: Mesh, tmp_path: pathlib.Path) -> None:
+    out = await run_readme(readme_block("BillingService/Quote"), mesh, tmp_path)
+    assert '"status": "SERVING"' in out and "billing.v1.BillingService" in out
+    assert "tiny.en" in out or "base" in out  # ListModels
+
+
+async def test_the_readmes_grpcurl_transcribe_stream_works(
+    mesh: Mesh, shared_audio: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    (tmp_path / "talk.ogg").write_bytes(encode(shared_audio / "jfk.flac"))
+    out = await run_readme(readme_block("TranscriberService/Transcribe"), mesh, tmp_path)
+    # grpcurl prints each event as JSON; the SRT arrives in the final Done event.
+    [done] = [doc["done"] for doc in _json_docs(out) if "done" in doc]
+    srt = done.get("formattedText") or done.get("formatted_text") or ""
+    assert "00:00:00,000 -->" in srt
+    assert wer(reference_text(shared_audio, "jfk.flac"), _srt_text(srt)) <= 0.2, srt
+
+
+def _json_docs(out: str) -> list[dict[str, Any]]:
+    """grpcurl prints one JSON object per response, pretty-printed, one after another."""
+    decoder, docs, i = json.JSONDecoder(), [], 0
+    while (i := out.find("{", i)) >= 0:
+        obj, i = decoder.raw_decode(out, i)
+        docs.append(obj)
+    return docs
+
+
+def _srt_text(srt: str) -> str:
+    lines = [ln for ln in srt.splitlines() if ln and "-->" not in ln and not ln.isdigit()]
+    return " ".join(lines)
 
 
 async def test_sigterm_drains_an_open_transcription_stream(
