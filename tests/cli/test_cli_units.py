@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from voxmesh import cli
+from voxmesh.cli import targets, trace, transcribe, up
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -57,28 +58,33 @@ def test_state_dir_is_accepted_after_the_subcommand_too(tmp_path: pathlib.Path) 
 
 
 def test_the_record_of_a_live_mesh_is_read_and_a_dead_ones_ignored(tmp_path: pathlib.Path) -> None:
-    cli.write_record(tmp_path, {"targets": {"transcriber": "127.0.0.1:1"}})
-    assert cli.read_record(tmp_path) == {
+    targets.write_record(tmp_path, {"targets": {"transcriber": "127.0.0.1:1"}})
+    assert targets.read_record(tmp_path) == {
         "pid": os.getpid(),
         "targets": {"transcriber": "127.0.0.1:1"},
     }
-    (tmp_path / cli.RECORD).write_text(json.dumps({"pid": _dead_pid(), "targets": {}}))
-    assert cli.read_record(tmp_path) is None
-    (tmp_path / cli.RECORD).write_text("{torn")
-    assert cli.read_record(tmp_path) is None
+    (tmp_path / targets.RECORD).write_text(json.dumps({"pid": _dead_pid(), "targets": {}}))
+    assert targets.read_record(tmp_path) is None
+    (tmp_path / targets.RECORD).write_text("{torn")
+    assert targets.read_record(tmp_path) is None
 
 
 def test_target_precedence_flag_then_env_then_record_then_default(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("TRANSCRIBER_TARGET", raising=False)
-    default = cli.DEFAULT_TRANSCRIBER_TARGET
-    assert cli._target(_args(tmp_path, target=None), "transcriber", default) == default
-    cli.write_record(tmp_path, {"targets": {"transcriber": "127.0.0.1:41000"}})
-    assert cli._target(_args(tmp_path, target=None), "transcriber", default) == "127.0.0.1:41000"
+    default = targets.DEFAULT_TRANSCRIBER_TARGET
+    assert targets.service_target(_args(tmp_path, target=None), "transcriber", default) == default
+    targets.write_record(tmp_path, {"targets": {"transcriber": "127.0.0.1:41000"}})
+    assert (
+        targets.service_target(_args(tmp_path, target=None), "transcriber", default)
+        == "127.0.0.1:41000"
+    )
     monkeypatch.setenv("TRANSCRIBER_TARGET", "10.0.0.1:5")
-    assert cli._target(_args(tmp_path, target=None), "transcriber", default) == "10.0.0.1:5"
-    assert cli._target(_args(tmp_path, target="h:1"), "transcriber", default) == "h:1"
+    assert (
+        targets.service_target(_args(tmp_path, target=None), "transcriber", default) == "10.0.0.1:5"
+    )
+    assert targets.service_target(_args(tmp_path, target="h:1"), "transcriber", default) == "h:1"
 
 
 def _closed_port() -> int:
@@ -93,9 +99,10 @@ def test_a_missing_collector_is_one_warning_line_and_no_traceback(tmp_path: path
     code = (
         "import argparse, sys\n"
         "from opentelemetry import trace\n"
-        "from voxmesh import cli, telemetry\n"
+        "from voxmesh import telemetry\n"
+        "from voxmesh.cli.trace import cli_telemetry\n"
         f"args = argparse.Namespace(state_dir={str(tmp_path)!r})\n"
-        "provider = telemetry.setup(cli.cli_telemetry(args))\n"
+        "provider = telemetry.setup(cli_telemetry(args))\n"
         "with trace.get_tracer('t').start_as_current_span('s'):\n"
         "    pass\n"
         "provider.shutdown()\n"
@@ -134,11 +141,11 @@ def test_the_recorded_collector_is_where_spans_go(tmp_path: pathlib.Path) -> Non
         listener.listen()
         port = listener.getsockname()[1]
         endpoint = f"http://127.0.0.1:{port}"
-        cli.write_record(tmp_path, {"otlp_endpoint": endpoint})
+        targets.write_record(tmp_path, {"otlp_endpoint": endpoint})
         names = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
         before = {name: os.environ.pop(name, None) for name in names}
         try:
-            settings = cli.cli_telemetry(_args(tmp_path))
+            settings = trace.cli_telemetry(_args(tmp_path))
             # OpenTelemetry's exporter reads it from the environment.
             assert os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] == endpoint
         finally:
@@ -171,7 +178,7 @@ def test_trace_tree_nests_children_under_parents_with_offsets_and_durations() ->
         _span("4", "1", "transcriber/transcribe", 1_010_000, 30_000, "transcriber"),
     ]
     spans[3]["tags"] = {"error": "boom"}
-    lines = cli.trace_tree(spans)
+    lines = trace.trace_tree(spans)
     body = lines[1:]
     assert [line.split("  [")[0].split(" ms ")[-1].strip() for line in body] == [
         "telegram.update/message",
@@ -186,7 +193,7 @@ def test_trace_tree_nests_children_under_parents_with_offsets_and_durations() ->
 
 
 def test_transcript_json_is_machine_readable() -> None:
-    t = cli.Transcript(
+    t = transcribe.Transcript(
         language="en",
         language_probability=0.98765,
         segments=[{"id": 0, "start": 0.0, "end": 1.5, "text": "Hello."}],
@@ -202,16 +209,16 @@ def test_transcript_json_is_machine_readable() -> None:
 
 
 def test_the_demo_clip_ships_inside_the_package() -> None:
-    ogg, said = cli.demo_clip()
+    ogg, said = up.demo_clip()
     assert ogg[:4] == b"OggS" and b"OpusHead" in ogg[:200]
     assert said.startswith("And so my fellow Americans")
 
 
 def test_a_second_up_on_the_same_state_folder_says_so_in_one_line(tmp_path: pathlib.Path) -> None:
-    held = cli._lock_state(tmp_path)  # as a running `voxmesh up` holds it
+    held = up._lock_state(tmp_path)  # as a running `voxmesh up` holds it
     assert held is not None
     try:
-        cli.write_record(tmp_path, {"targets": {}})
+        targets.write_record(tmp_path, {"targets": {}})
         proc = subprocess.run(
             [sys.executable, "-m", "voxmesh.cli", "--state-dir", str(tmp_path), "up"],
             capture_output=True,

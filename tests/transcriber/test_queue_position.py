@@ -14,7 +14,8 @@ import pytest
 
 from tests.transcriber.conftest import ServerFactory, chunks, normalise
 from transcriber.v1 import transcriber_pb2 as pb
-from voxmesh import cli
+from voxmesh.cli import progress as cli_progress
+from voxmesh.cli import transcribe
 
 
 def _requests(
@@ -124,7 +125,7 @@ async def test_the_cli_shows_its_place_in_line(
 
     told = asyncio.Event()
 
-    class Progress(cli._Progress):
+    class Progress(cli_progress.Progress):
         def queued(self, position: int, active: int) -> None:
             super().queued(position, active)
             told.set()
@@ -135,7 +136,7 @@ async def test_the_cli_shows_its_place_in_line(
         format="srt", language="", task="transcribe", model="", timeout=60.0, tls_ca=None
     )
     args.tls_cert = args.tls_key = None
-    waiting = asyncio.create_task(cli.transcribe_file(path, srv.target, args, progress))
+    waiting = asyncio.create_task(transcribe.transcribe_file(path, srv.target, args, progress))
     async with asyncio.timeout(20):
         await told.wait()
     assert stderr.getvalue() == "voxmesh transcribe: queued: #1 in line, 1 running\n"
