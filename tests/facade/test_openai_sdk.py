@@ -8,6 +8,8 @@ one names ``base``, the multilingual model that ships with the project.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
 import warnings
 from collections.abc import Callable
@@ -19,9 +21,10 @@ import aiohttp
 import openai
 import pytest
 
-from tests.facade.conftest import OTHER_KEY, FacadeFactory
+from tests.facade.conftest import API_KEY, OTHER_KEY, FacadeFactory
 from tests.transcriber.conftest import REPO_ROOT, ServerFactory, wer
 from tests.transcriber.test_russian import cer
+from voxmesh.audiofiles import encode
 
 pytestmark = pytest.mark.slow
 
@@ -104,6 +107,38 @@ async def test_every_response_format_through_the_sdk(
     starts = [s.start for s in verbose.segments]
     assert starts == sorted(starts) and verbose.segments[-1].end <= verbose.duration + 0.1
     assert close(" ".join(w.word for w in verbose.words))
+
+
+async def test_the_readmes_curl_line_works(
+    start_server: ServerFactory,
+    start_facade: FacadeFactory,
+    audio_dir: Path,
+    transcripts: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    [block] = [b for b in re.findall(r"```sh\n(.*?)```", readme, re.S) if "curl -s" in b]
+    srv = await start_server()
+    fac = await start_facade(srv.target)
+    (tmp_path / "talk.mp3").write_bytes(
+        encode(audio_dir / "jfk.flac", container="mp3", codec="mp3", rate=44100)
+    )
+    proc = await asyncio.create_subprocess_exec(
+        "bash",
+        "-euo",
+        "pipefail",
+        "-c",
+        block.replace("http://127.0.0.1:8090", fac.url),
+        cwd=tmp_path,
+        env={**os.environ, "KEY": API_KEY},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()
+    srt = out.decode()
+    assert SRT_CUE.search(srt), srt
+    assert wer(transcripts["jfk.flac"]["text"], _cue_text(srt)) <= 0.1, srt
 
 
 async def test_stream_true_sends_segments_as_server_sent_events(
