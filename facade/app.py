@@ -39,6 +39,7 @@ from transcriber.v1 import transcriber_pb2_grpc as pb_grpc
 from voxmesh import telemetry
 from voxmesh.channels import dial
 from voxmesh.config import parse_addr
+from voxmesh.http import serve_http
 from voxmesh.server import run_main
 
 log = logging.getLogger(__name__)
@@ -376,14 +377,8 @@ async def start(facade: Facade, addr: str) -> tuple[web.AppRunner, int]:
         # transcriber stops working for nobody.
         handler_cancellation=True,
     )
-    await runner.setup()
     host, port = parse_addr("FACADE_HTTP_ADDR", addr)
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    server = site._server
-    assert server is not None
-    sockets = getattr(server, "sockets", None) or []
-    return runner, sockets[0].getsockname()[1] if sockets else port
+    return runner, await serve_http(runner, host, port)
 
 
 async def run(settings: FacadeSettings, provider: TracerProvider) -> None:

@@ -59,6 +59,7 @@ from typing import Any
 
 from aiohttp import web
 
+from voxmesh.http import serve_http
 from voxmesh_dev.telegram.client import EmulatorClient
 from voxmesh_dev.telegram.control import ControlApi
 from voxmesh_dev.telegram.delivery import UpdateDelivery, WebhookDelivery
@@ -150,13 +151,8 @@ class BotApiEmulator(UpdateFactory):
             raise RuntimeError("emulator already started")
         self._closing.clear()
         runner = web.AppRunner(self._build_app(), access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        await site.start()
+        bound = await serve_http(runner, host, port)
         self._runner = runner
-        server = site._server  # aiohttp exposes the bound port only here
-        assert isinstance(server, asyncio.base_events.Server)
-        bound = server.sockets[0].getsockname()[1]
         self.base_url = f"http://{host}:{bound}"
         log.info("bot api emulator listening on %s", self.base_url)
         return self.base_url

@@ -50,6 +50,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from voxmesh.http import serve_http
 from voxmesh_dev.zipkin.otlp import otlp_to_zipkin
 from voxmesh_dev.zipkin.schema import (
     SpanValidator,
@@ -132,13 +133,8 @@ class ZipkinCollector:
         app.router.add_get("/api/v2/trace/{trace_id}", self._trace)
         app.router.add_get("/api/v2/traceMany", self._trace_many)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        await site.start()
+        bound = await serve_http(runner, host, port)
         self._runner = runner
-        server = site._server  # aiohttp exposes the bound port only here
-        assert isinstance(server, asyncio.base_events.Server)
-        bound = server.sockets[0].getsockname()[1]
         self.base_url = f"http://{host}:{bound}"
         self.endpoint = f"{self.base_url}/api/v2/spans"
         log.info("zipkin collector listening on %s", self.base_url)
