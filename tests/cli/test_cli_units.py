@@ -256,3 +256,44 @@ def test_up_without_the_development_package_says_so_in_one_line(tmp_path: pathli
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("voxmesh up: the development package"), lines
     assert not (tmp_path / "up.lock").exists()  # it stopped before touching the state folder
+
+
+def test_serve_beside_a_running_mesh_dials_its_services(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The README: `voxmesh up`, then `voxmesh serve facade` and curl. The facade
+    # dialled the default 127.0.0.1:50052 while `up` had picked other ports: 503.
+    from voxmesh.cli import service
+
+    seen: dict[str, str | None] = {}
+
+    class FakeMain:
+        @staticmethod
+        def main() -> None:
+            names = ("TRANSCRIBER_TARGET", "BILLING_TARGET", "OTEL_EXPORTER_OTLP_ENDPOINT")
+            seen.update({k: os.environ.get(k) for k in names})
+
+    monkeypatch.setattr(service.importlib, "import_module", lambda _: FakeMain)
+    for name in ("TRANSCRIBER_TARGET", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
+    monkeypatch.setenv("BILLING_TARGET", "10.0.0.1:50051")  # what the user set still wins
+    targets.write_record(
+        tmp_path,
+        {
+            "targets": {"transcriber": "127.0.0.1:42653", "billing": "127.0.0.1:49471"},
+            "otlp_endpoint": "http://127.0.0.1:45231",
+        },
+    )
+    assert service.cmd_serve(_args(tmp_path, service="facade")) == 0
+    assert seen == {
+        "TRANSCRIBER_TARGET": "127.0.0.1:42653",
+        "BILLING_TARGET": "10.0.0.1:50051",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:45231",
+    }
+    # With no mesh running, the service's own defaults stand.
+    (tmp_path / targets.RECORD).unlink()
+    for name in ("TRANSCRIBER_TARGET", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+        monkeypatch.delenv(name)
+    assert service.cmd_serve(_args(tmp_path, service="facade")) == 0
+    assert seen["TRANSCRIBER_TARGET"] is None and seen["OTEL_EXPORTER_OTLP_ENDPOINT"] is None

@@ -9,7 +9,7 @@ import os
 import pathlib
 import sys
 
-from voxmesh.cli.targets import Subparsers, running_record
+from voxmesh.cli.targets import Subparsers, running_record, use_running_mesh
 
 SERVICE_MAINS = {
     "billing": "billing.server",
@@ -24,13 +24,18 @@ def add_serve(sub: Subparsers) -> None:
     p = sub.add_parser(
         "serve",
         help="run one service in the foreground (what Kubernetes runs)",
-        description="Run one service in the foreground; it is configured by the environment.",
+        description=(
+            "Run one service in the foreground; it is configured by the environment. Beside a "
+            "running `voxmesh up`, the services it dials default to that mesh's."
+        ),
     )
     p.add_argument("service", choices=sorted(SERVICE_MAINS), help="which service to run")
     p.set_defaults(func=cmd_serve)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    # Beside a running `voxmesh up` (random ports), dial its services and its collector.
+    use_running_mesh(args)
     module = importlib.import_module(SERVICE_MAINS[args.service])
     module.main()
     return 0

@@ -53,6 +53,21 @@ def running_record(args: argparse.Namespace) -> dict[str, Any]:
     return read_record(pathlib.Path(args.state_dir)) or {}
 
 
+def use_running_mesh(args: argparse.Namespace) -> None:
+    """Point this process at the running ``voxmesh up``: the services it dials
+    (``<SERVICE>_TARGET``) and the collector its spans go to. Variables already set
+    win; with no mesh running (Kubernetes) nothing changes."""
+    record = running_record(args)
+    for name, target in record.get("targets", {}).items():
+        os.environ.setdefault(f"{name.upper()}_TARGET", str(target))
+    endpoint = record.get("otlp_endpoint")
+    if endpoint and not (
+        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    ):
+        os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = str(endpoint)
+
+
 def service_target(args: argparse.Namespace, service: str, default: str) -> str:
     """The flag, else ``<SERVICE>_TARGET``, else the running mesh's, else ``default``."""
     flag = getattr(args, "target", None)

@@ -15,7 +15,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from voxmesh.cli.targets import Subparsers, running_record
+from voxmesh.cli.targets import Subparsers, running_record, use_running_mesh
 from voxmesh.config import TelemetrySettings
 
 
@@ -50,12 +50,7 @@ def cli_telemetry(args: argparse.Namespace) -> TelemetrySettings:
     ``voxmesh up`` recorded is used. A collector that does not answer is one
     warning line and no export, never a traceback or a stall at exit.
     """
-    recorded = running_record(args).get("otlp_endpoint")
-    if recorded and not (
-        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-        or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-    ):
-        os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = str(recorded)
+    use_running_mesh(args)
     settings = TelemetrySettings.from_env(os.environ, "voxmesh-cli")
     otel_log = logging.getLogger("opentelemetry")
     otel_log.addHandler(_OneLineWarning())
