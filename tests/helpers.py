@@ -32,3 +32,11 @@ def cer(reference: str, hypothesis: str) -> float:
 
 def reference_text(audio: pathlib.Path, name: str) -> str:
     return str(json.loads((audio / "transcripts.json").read_text())[name]["text"])
+
+
+def readme_block(containing: str) -> str:
+    """The README's one shell block holding ``containing``, as a user would paste it."""
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```sh\n(.*?)```", readme, flags=re.DOTALL)
+    [block] = [b for b in blocks if containing in b]
+    return block

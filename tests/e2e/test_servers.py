@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import pathlib
-import re
 import shutil
 import signal
 import subprocess
@@ -20,7 +19,7 @@ import pytest
 from faster_whisper.audio import decode_audio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.helpers import reference_text, wer
+from tests.helpers import readme_block, reference_text, wer
 from transcriber.v1 import transcriber_pb2, transcriber_pb2_grpc
 from voxmesh.audiofiles import encode
 from voxmesh_dev.embedded import free_port
@@ -28,7 +27,6 @@ from voxmesh_dev.mesh import Mesh
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
 GRPCURL = shutil.which("grpcurl", path=str(pathlib.Path(sys.executable).parent)) or "grpcurl"
 
 
@@ -66,14 +64,6 @@ async def test_grpcurl_lists_service_and_health(mesh: Mesh, name: str, service: 
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()
     assert '"SERVING"' in out.decode()
-
-
-def readme_block(containing: str) -> str:
-    """The README's shell block holding ``containing``, as a user would paste it."""
-    readme = (REPO / "README.md").read_text()
-    blocks = re.findall(r"```sh\n(.*?)```", readme, flags=re.DOTALL)
-    [block] = [b for b in blocks if containing in b]
-    return block
 
 
 async def run_readme(block: str, mesh: Mesh, cwd: pathlib.Path) -> str:

@@ -22,6 +22,7 @@ import openai
 import pytest
 
 from tests.facade.conftest import API_KEY, OTHER_KEY, FacadeFactory
+from tests.helpers import readme_block
 from tests.transcriber.conftest import REPO_ROOT, ServerFactory, wer
 from tests.transcriber.test_russian import cer
 from voxmesh.audiofiles import encode
@@ -116,8 +117,7 @@ async def test_the_readmes_curl_line_works(
     transcripts: dict[str, Any],
     tmp_path: Path,
 ) -> None:
-    readme = (REPO_ROOT / "README.md").read_text()
-    [block] = [b for b in re.findall(r"```sh\n(.*?)```", readme, re.S) if "curl -s" in b]
+    block = readme_block("curl -s")
     srv = await start_server()
     fac = await start_facade(srv.target)
     (tmp_path / "talk.mp3").write_bytes(
