@@ -9,6 +9,10 @@ a segment is nothing else (a sentence that merely contains them stays).
 from __future__ import annotations
 
 import re
+import string
+from collections.abc import Sequence
+
+from transcriber.asr import Word
 
 # Normalised text: lower case, words and single spaces, ё as е, dots dropped.
 # Sign-offs count only when they are the whole segment.
@@ -63,3 +67,31 @@ def is_stock_phrase(text: str) -> bool:
         if norm.startswith(phrase):
             return len(norm[len(phrase) :].split()) <= _MAX_NAME_WORDS
     return False
+
+
+# OpenAI Whisper's test for words made up over a pause (its
+# hallucination_silence_threshold): improbable, or too short or too long to
+# be spoken. faster-whisper has the same test nested inside its decoding loop,
+# where nothing else can call it, so it is restated here.
+_IMPROBABLE = 0.15
+_SHORTEST = 0.133
+_LONGEST = 2.0
+
+
+def _anomaly(word: Word) -> float:
+    score = 1.0 if word.probability < _IMPROBABLE else 0.0
+    duration = word.end - word.start
+    if duration < _SHORTEST:
+        score += (_SHORTEST - duration) * 15
+    if duration > _LONGEST:
+        score += duration - _LONGEST
+    return score
+
+
+def is_anomalous(words: Sequence[Word]) -> bool:
+    """Whether these words look made up: Whisper's own test on their first eight."""
+    spoken = [w for w in words if w.word.strip(string.punctuation + string.whitespace)][:8]
+    if not spoken:
+        return False
+    score = sum(_anomaly(w) for w in spoken)
+    return score >= 3 or score + 0.01 >= len(spoken)

@@ -29,13 +29,14 @@ import numpy as np
 from transcriber.asr import DecodeOptions, Language, Segment, SpeechRecognizer, Word
 from transcriber.audio import SAMPLE_RATE, AudioArray
 from transcriber.errors import Cancelled
-from transcriber.hallucinations import is_stock_phrase
+from transcriber.hallucinations import is_anomalous, is_stock_phrase
 from transcriber.windowing import (
     Emit,
     LanguageEvent,
     SegmentEvent,
     Transcript,
     WorkCounters,
+    find_cut,
     has_speech,
 )
 
@@ -53,6 +54,9 @@ _MAX_NEW_TOKENS = 448 - 228
 # (Whisper may end a pass early, and no later pass re-reads it); as in file mode.
 _UNREAD_SECONDS = 1.0
 _MAX_TAIL_PASSES = 4
+# A trimmed buffer is cut in the longest pause this far before the last
+# committed word's end (the buffer then starts at most this much earlier).
+_CUT_SEARCH_SECONDS = 4.0
 _STRIP = string.punctuation + string.whitespace
 
 
@@ -182,10 +186,13 @@ class LiveTranscriber:
         for tail_pass in range(_MAX_TAIL_PASSES):
             known = len(self._committed)
             self._step(last=True)
-            # The end of speech confirms whatever the last hypothesis holds.
-            if self._hyp.buffer:
+            # The end of speech confirms whatever the last hypothesis holds,
+            # unless it is what Whisper makes up over the fading end of the
+            # last word ("here." at probability 0.04): no later pass can
+            # disagree with it.
+            if self._hyp.buffer and not is_anomalous(self._hyp.buffer):
                 self._commit(list(self._hyp.buffer))
-                self._hyp.buffer = []
+            self._hyp.buffer = []
             if not self._committed or (tail_pass and len(self._committed) == known):
                 return  # a re-read that found nothing would find nothing again
             end = self._committed[-1].end
@@ -284,10 +291,19 @@ class LiveTranscriber:
             return
         if not self._committed:
             return
-        cut_time = self._committed[-1].end
-        cut = int((cut_time - self._offset) * SAMPLE_RATE)
+        # Cut in a pause among the last committed words, not at the last one's
+        # end: Whisper's word timings are a guess, and a cut there took the
+        # start of the next word with it ("distribute, | sublicense" lost the
+        # word for good). Committed words left past the cut are known to the
+        # hypothesis buffer, which drops them when the next pass repeats them.
+        last_end = int((self._committed[-1].end - self._offset) * SAMPLE_RATE)
+        if last_end <= 0:
+            return
+        search = max(0, last_end - int(_CUT_SEARCH_SECONDS * SAMPLE_RATE))
+        cut = find_cut(self._audio, search, last_end)
         if cut <= 0:
             return
+        cut_time = self._offset + cut / SAMPLE_RATE
         self._audio = self._audio[cut:]
         self._offset = cut_time
         self._hyp.pop_committed(cut_time)

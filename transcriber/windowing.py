@@ -100,27 +100,28 @@ def has_speech(audio: AudioArray) -> bool:
     return False
 
 
-def find_cut(audio: AudioArray, min_samples: int) -> int:
-    """Where to end a window: in the middle of the longest pause after min_samples.
+def find_cut(audio: AudioArray, min_samples: int, max_samples: int | None = None) -> int:
+    """Where to cut: in the middle of the longest pause between min_samples and max_samples.
 
     Falls back to the quietest 100 ms there when VAD finds no pause (or no
-    speech: music, a tone).
+    speech: music, a tone). max_samples defaults to the end of ``audio``.
     """
-    n = audio.size
+    n = audio.size if max_samples is None else min(audio.size, max_samples)
     if n <= min_samples:
         return n
-    # Only a pause whose middle lies past min_samples can be chosen, so VAD
-    # reads just the tail (a third of the window, not all of it: ~3x less work).
-    # The margin lets a pause that begins a little earlier count at full length.
+    # Only a pause whose middle lies in the range can be chosen, so VAD reads
+    # just that (a third of a window, not all of it: ~3x less work). The
+    # margins let a pause that begins or ends a little outside count at full length.
     start = max(0, min_samples - _CUT_MARGIN)
+    stop = min(audio.size, n + _CUT_MARGIN)
     speech = [
         {"start": s["start"] + start, "end": s["end"] + start}
-        for s in get_speech_timestamps(audio[start:], _CUT_VAD, sampling_rate=SAMPLE_RATE)
+        for s in get_speech_timestamps(audio[start:stop], _CUT_VAD, sampling_rate=SAMPLE_RATE)
     ]
     best, best_len = -1, 0
     gaps = [(speech[i]["end"], speech[i + 1]["start"]) for i in range(len(speech) - 1)]
     if speech:
-        gaps.append((speech[-1]["end"], n))
+        gaps.append((speech[-1]["end"], stop))
         gaps.insert(0, (start, speech[0]["start"]))
     for gap_start, gap_end in gaps:
         mid = (gap_start + gap_end) // 2
