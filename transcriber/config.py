@@ -107,6 +107,10 @@ class TranscriberConfig:
     #: stream is paced by its speaker and needs a pass every few seconds, not
     #: a core. Beyond it callers are refused, not queued: live audio cannot wait.
     max_live_streams: int = 4
+    #: A new live stream is refused (OVERLOADED) while a running one is more
+    #: than this many seconds behind its audio, whatever the count: the
+    #: count cannot know the model or the cores. 0: only the count applies.
+    live_max_lag_seconds: float = 5.0
     #: Streams one caller (certificate identity, else peer address) may hold at
     #: once, active or queued; 0 = only the global limits apply.
     max_streams_per_caller: int = 0
@@ -180,6 +184,9 @@ class TranscriberConfig:
             max_queued_streams=_number(env, "TRANSCRIBER_MAX_QUEUED_STREAMS", 8, int, 0, 100_000),
             max_live_streams=_number(
                 env, "TRANSCRIBER_MAX_LIVE_STREAMS", 32 if on_gpu else 4, int, 0, 100_000
+            ),
+            live_max_lag_seconds=_number(
+                env, "TRANSCRIBER_LIVE_MAX_LAG_SECONDS", 5.0, float, 0.0, 600.0
             ),
             max_streams_per_caller=_number(
                 env, "TRANSCRIBER_MAX_STREAMS_PER_CALLER", 0, int, 0, 100_000

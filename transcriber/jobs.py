@@ -249,6 +249,8 @@ class _Job:
             buffer_seconds=config.live_buffer_seconds,
             commit_seconds=config.live_commit_seconds,
             counters=self.counters,
+            # s16le mono at the caller's rate.
+            received_seconds=lambda: self.feed.received / (2 * self.spec.sample_rate_hz),
         )
         if not self.feed.peek_head(1):
             raise BadAudio("the upload has no bytes", reason="AUDIO_EMPTY")

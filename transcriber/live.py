@@ -21,7 +21,7 @@ import logging
 import string
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -32,6 +32,7 @@ from transcriber.errors import Cancelled
 from transcriber.hallucinations import is_anomalous, is_stock_phrase
 from transcriber.windowing import (
     Emit,
+    LagEvent,
     LanguageEvent,
     SegmentEvent,
     Transcript,
@@ -129,6 +130,7 @@ class LiveTranscriber:
         buffer_seconds: float = 15.0,
         commit_seconds: float = 0.0,
         counters: WorkCounters | None = None,
+        received_seconds: Callable[[], float] | None = None,
     ) -> None:
         self._recognizer = recognizer
         # Agreement works on words, so word timings are always computed.
@@ -146,6 +148,9 @@ class LiveTranscriber:
         self._commit_step = commit_seconds
         self._compared_at = float("-inf")
         self._counters = counters or WorkCounters()
+        # Seconds of audio the caller has sent so far: after each pass, what
+        # it sent beyond what the pass read is reported as this stream's lag.
+        self._received = received_seconds
         self._audio = np.zeros(0, dtype=np.float32)
         self._offset = 0.0  # seconds of audio dropped from the buffer's front
         self._hyp = HypothesisBuffer.empty()
@@ -167,6 +172,7 @@ class LiveTranscriber:
                 pending, pending_samples = [], 0
                 started = time.monotonic()
                 self._step()
+                self._report_lag()
                 # A pass that took longer than the audio it added means this
                 # stream (or the machine) is behind: take bigger steps until it
                 # catches up, instead of re-reading the buffer every second.
@@ -180,6 +186,11 @@ class LiveTranscriber:
         total = self._offset + self._audio.size / SAMPLE_RATE
         language = self._language or Language(self._options.language or "en", 0.0)
         return Transcript(language, tuple(self._finals), total)
+
+    def _report_lag(self) -> None:
+        if self._received is not None:
+            heard = self._offset + self._audio.size / SAMPLE_RATE
+            self._emit(LagEvent(max(0.0, self._received() - heard)))
 
     def _finish(self) -> None:
         """The last passes: nothing comes after them to re-read what they leave unread."""

@@ -20,7 +20,11 @@ def _readers(admission: Admission) -> tuple[Callable[[], float], Callable[[], fl
 
 class TranscriberMetrics:
     def __init__(
-        self, registry: CollectorRegistry, admissions: dict[str, Admission], device: str
+        self,
+        registry: CollectorRegistry,
+        admissions: dict[str, Admission],
+        device: str,
+        live_lag: Callable[[], float] = lambda: 0.0,
     ) -> None:
         active = Gauge(
             "voxmesh_transcriber_streams_active",
@@ -38,6 +42,11 @@ class TranscriberMetrics:
             read_active, read_queued = _readers(admission)
             active.labels(mode).set_function(read_active)
             queued.labels(mode).set_function(read_queued)
+        Gauge(
+            "voxmesh_transcriber_live_lag_seconds",
+            "Audio the live stream furthest behind has received and not yet read, in seconds.",
+            registry=registry,
+        ).set_function(live_lag)
         self.audio_seconds = Counter(
             "voxmesh_transcriber_audio_seconds", "Seconds of audio transcribed.", registry=registry
         )

@@ -74,6 +74,7 @@ def create_app(
         server.metrics.registry,
         {"file": service.admission, "live": service.live_admission},
         config.device,
+        live_lag=service.live_lag_seconds,
     )
     return TranscriberApp(server, service)
 

@@ -27,7 +27,7 @@ from transcriber.models import ModelRegistry
 from transcriber.paid import AudioEvent, PaidBudget
 from transcriber.v1 import transcriber_pb2 as pb
 from transcriber.v1 import transcriber_pb2_grpc as pb_grpc
-from transcriber.windowing import Event, LanguageEvent, SegmentEvent, WorkCounters
+from transcriber.windowing import Event, LagEvent, LanguageEvent, SegmentEvent, WorkCounters
 from voxmesh import deadline, errors
 from voxmesh.tls import caller_identity
 
@@ -237,6 +237,8 @@ class TranscriberService(pb_grpc.TranscriberServiceServicer):
         self.counters = WorkCounters()
         self.metrics: TranscriberMetrics | None = None
         self._per_caller: dict[str, int] = {}
+        # Each running live stream's last reported lag, by stream.
+        self._live_lags: dict[object, float] = {}
 
     def _job_failed(self, outcome: str) -> None:
         if self.metrics is not None:
@@ -250,6 +252,23 @@ class TranscriberService(pb_grpc.TranscriberServiceServicer):
 
     def _admission(self, spec: JobSpec) -> Admission:
         return self.live_admission if spec.live else self.admission
+
+    def live_lag_seconds(self) -> float:
+        """How far the live stream furthest behind is from its caller's audio."""
+        return max(self._live_lags.values(), default=0.0)
+
+    def _refuse_live_when_behind(self) -> None:
+        # The count limit cannot know the model or the cores: two cores keep
+        # up with two base streams or six tiny.en ones. A stream that falls
+        # behind says the machine is full, whatever the count; one more would
+        # put every live stream further behind, so it is refused instead.
+        limit = self._config.live_max_lag_seconds
+        lag = self.live_lag_seconds()
+        if limit and lag > limit:
+            raise domain.Overloaded(
+                f"live streams are {lag:.1f} s behind their audio",
+                retry_after=self.live_admission.retry_after(),
+            )
 
     def _start(
         self,
@@ -352,6 +371,8 @@ class TranscriberService(pb_grpc.TranscriberServiceServicer):
         self, spec: JobSpec, deadline_at: float | None, upload: _Upload
     ) -> AsyncIterator[pb.TranscribeResponse]:
         admission = self._admission(spec)
+        if spec.live:
+            self._refuse_live_when_behind()
         entry = admission.join()
         if isinstance(entry, Place):
             # Full: tell the caller its place in the line, and each move up.
@@ -387,6 +408,7 @@ class TranscriberService(pb_grpc.TranscriberServiceServicer):
             budget,
         )
         upload.start_pump(feed, budget, lambda exc: queue.put_nowait(_PumpFailed(exc)))
+        stream = object()
         try:
             while True:
                 item = await queue.get()
@@ -394,22 +416,30 @@ class TranscriberService(pb_grpc.TranscriberServiceServicer):
                     raise item.error
                 if isinstance(item, _Finished):
                     break
+                if isinstance(item, LagEvent):
+                    self._live_lags[stream] = item.seconds
+                    continue
                 yield self._event_pb(item)
-            try:
-                outcome = future.result()
-            except domain.Cancelled:
-                self._job_failed("cancelled")
-                raise domain.TranscriberError("the job stopped") from None
-            except domain.TranscriberError as exc:
-                self._job_failed(type(exc).__name__)
-                raise
-            if self.metrics is not None:
-                self.metrics.job_done(outcome.transcript.audio_seconds, outcome.processing_seconds)
-            yield pb.TranscribeResponse(done=done_pb(outcome))
+            yield self._done(future)
         finally:
+            self._live_lags.pop(stream, None)
             cancel.set()
             feed.abort()
             budget.close()
+
+    def _done(self, future: Future[JobOutcome]) -> pb.TranscribeResponse:
+        """A finished job's Done message, or its error; counted either way."""
+        try:
+            outcome = future.result()
+        except domain.Cancelled:
+            self._job_failed("cancelled")
+            raise domain.TranscriberError("the job stopped") from None
+        except domain.TranscriberError as exc:
+            self._job_failed(type(exc).__name__)
+            raise
+        if self.metrics is not None:
+            self.metrics.job_done(outcome.transcript.audio_seconds, outcome.processing_seconds)
+        return pb.TranscribeResponse(done=done_pb(outcome))
 
     @staticmethod
     def _event_pb(event: Event) -> pb.TranscribeResponse:

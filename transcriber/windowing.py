@@ -56,7 +56,17 @@ class SegmentEvent:
     segment: Segment
 
 
-Event = LanguageEvent | SegmentEvent | AudioEvent
+@dataclass(frozen=True)
+class LagEvent:
+    """A live stream's backlog after a pass: audio received that no pass has read yet.
+
+    For the service's admission and metrics; never sent to the caller.
+    """
+
+    seconds: float
+
+
+Event = LanguageEvent | SegmentEvent | AudioEvent | LagEvent
 Emit = Callable[[Event], None]
 
 

@@ -115,3 +115,48 @@ async def test_four_live_streams_keep_up_and_a_fifth_is_refused(
         assert wer(reference, text) <= 0.2, (reference, text)
         assert lag <= MAX_LAG, (phrase, lag)
     assert live.active == 0
+
+
+async def _burst(stub: pb_grpc.TranscriberServiceAsyncStub, audio: Audio) -> str:
+    """A live stream whose audio all arrives at once: as far behind its speaker as it can be."""
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+    size = int(STEP * SAMPLE_RATE) * 2
+    requests = [
+        pb.TranscribeRequest(
+            config=pb.TranscriptionConfig(
+                input_mode=pb.INPUT_MODE_LIVE_PCM, sample_rate_hz=SAMPLE_RATE, language="en"
+            )
+        ),
+        *(pb.TranscribeRequest(audio=pcm[i : i + size]) for i in range(0, len(pcm), size)),
+    ]
+    finals: dict[int, str] = {}
+    async for response in stub.Transcribe(iter(requests), timeout=300):
+        if response.WhichOneof("event") == "segment" and response.segment.final:
+            finals[response.segment.segment_id] = response.segment.text
+    return "".join(finals[i] for i in sorted(finals))
+
+
+async def test_no_new_live_stream_while_the_running_ones_are_behind(
+    start_server: ServerFactory, audio_dir: Path, transcripts: dict[str, Any]
+) -> None:
+    # Room for four by count: what refuses the second stream is the first one's lag.
+    srv = await start_server(max_live_streams=4, live_max_lag_seconds=3.0)
+    talks = four_talks(audio_dir, transcripts)
+    behind = asyncio.create_task(_burst(srv.stub, talks[1][0]))
+    async with asyncio.timeout(30):
+        while srv.service.live_lag_seconds() <= 3.0:  # noqa: ASYNC110  # no event to wait on
+            await asyncio.sleep(0.05)
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await live_stream(srv.stub, talks[0][0])
+    details = error_details(err.value)
+    assert (details.code, details.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "OVERLOADED")
+    assert "behind" in (err.value.details() or ""), err.value.details()
+    assert details.retry_after is not None and details.retry_after > 0
+
+    # The stream that was behind still ends with all its text.
+    assert wer(talks[1][1], await behind) <= 0.2
+    assert srv.service.live_lag_seconds() == 0.0
+    # Caught up, the server takes a new live stream again.
+    text, _ = await live_stream(srv.stub, talks[0][0])
+    assert "permission" in text.lower(), text

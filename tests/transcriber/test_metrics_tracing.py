@@ -58,6 +58,7 @@ async def test_stream_updates_metrics_and_traces_each_window(
     text = generate_latest(app.server.metrics.registry).decode()
     assert 'voxmesh_transcriber_streams_active{mode="file"} 0.0' in text
     assert 'voxmesh_transcriber_streams_queued{mode="live"} 0.0' in text
+    assert "voxmesh_transcriber_live_lag_seconds 0.0" in text
     assert "voxmesh_transcriber_audio_seconds_total 11.0" in text
     assert "voxmesh_transcriber_rtf_count 1.0" in text
     spans = exporter.get_finished_spans()
