@@ -121,14 +121,19 @@ class Money:
             return response.hold
 
     async def extend(
-        self, job: Job, hold: billing_pb2.Hold, amount: int, ttl_seconds: int
+        self, job: Job, hold: billing_pb2.Hold, amount: int, ttl_seconds: int, *, wait: int = 0
     ) -> billing_pb2.Hold:
         """Grow ``hold`` to ``amount`` credits and push its expiry out; NoFundsError if
-        the balance cannot cover the increase (the hold is then unchanged)."""
+        the balance cannot cover the increase (the hold is then unchanged).
+
+        ``wait`` numbers the pushes of one try that keep the amount (a job
+        waiting for the transcriber): each is a request of its own.
+        """
+        key = f"extend:{hold.hold_id}:{job.attempt}:{amount}" + (f":w{wait}" if wait else "")
         try:
             response = await self._billing.ExtendHold(
                 billing_pb2.ExtendHoldRequest(
-                    idempotency_key=f"extend:{hold.hold_id}:{job.attempt}:{amount}",
+                    idempotency_key=key,
                     hold_id=hold.hold_id,
                     amount_credits=max(amount, hold.amount_credits),
                     ttl=Duration(seconds=ttl_seconds),

@@ -30,6 +30,7 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import grpc
@@ -59,6 +60,8 @@ HOLD_MARGIN_SECONDS = 300
 # long, and no first hold is for longer: the real duration decides.
 FIRST_HOLD_SECONDS = 60
 MAX_FIRST_HOLD_SECONDS = 600
+# A full transcriber that names no retry delay is asked again after this long.
+OVERLOAD_RETRY_SECONDS = 5.0
 # The line added under text that stopped before the audio's end.
 _TAILS = {
     "cancelled": "stopped_by_user",
@@ -97,6 +100,14 @@ def _why(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+def _overloaded(exc: grpc.aio.AioRpcError) -> float | None:
+    """The retry delay of a transcriber that is full (every slot and queue place taken)."""
+    details = error_details(exc)
+    if details.code != grpc.StatusCode.RESOURCE_EXHAUSTED or details.reason != "OVERLOADED":
+        return None
+    return min(max(details.retry_after or OVERLOAD_RETRY_SECONDS, 1.0), 60.0)
+
+
 def _transient(exc: grpc.aio.AioRpcError) -> bool:
     return exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
@@ -118,6 +129,7 @@ class Saga:
         text_document_threshold: int = 12000,
         max_attempts: int = 3,
         status_wait_seconds: float = 300.0,
+        overload_wait_seconds: float = 600.0,
     ) -> None:
         self.services = services
         self.files = files
@@ -131,6 +143,9 @@ class Saga:
         # How long a job waits for Telegram to take its status message
         # (429 storms) before it lets another try come later.
         self.status_wait_seconds = status_wait_seconds
+        # How long a job waits, its hold kept, for a full transcriber to take
+        # it, before the user is told to try again later.
+        self.overload_wait_seconds = overload_wait_seconds
 
     def job_timeout(self, seconds: float) -> float:
         return self.job_base_seconds + seconds * self.job_seconds_per_audio_second
@@ -317,25 +332,13 @@ class Saga:
             return await self._settle(
                 job, status, hold, Transcript(stopped="cancelled"), charged_before, trace_id
             )
-        stream = Stream(
-            self.services.transcriber,
-            self.files,
-            self.money,
-            Budget(self.job_timeout, self.hold_ttl),
-            job,
-            hold,
-            pricing,
-            lease.stop,
-        )
-        interval = self.edit_interval_seconds
-        if spec.chat_kind == notifier_pb2.CHAT_KIND_GROUP:
-            interval = max(interval, GROUP_EDIT_INTERVAL_SECONDS)
 
         async def edit(key: str, text: str) -> None:
             await self._edit(spec, f"a{job.attempt}.{key}", status, text)
 
+        stream = self._stream(job, hold, pricing, lease)
         try:
-            result = await stream.run(edit, interval)
+            stream, result = await self._run_when_room(job, stream, pricing, lease, edit)
             if lease.lost:
                 # Another runner holds the job now: it settles the hold, not this one.
                 raise RetryLaterError("the job's lease went to another runner")
@@ -353,6 +356,57 @@ class Saga:
             log.warning("job %s failed: %s", job.job_id, type(exc).__name__)
             return Outcome("failed", trace_id=trace_id)
         return await self._settle(job, status, stream.hold, result, charged_before, trace_id)
+
+    def _stream(self, job: Job, hold: billing_pb2.Hold, pricing: Pricing, lease: Lease) -> Stream:
+        budget = Budget(self.job_timeout, self.hold_ttl)
+        transcriber = self.services.transcriber
+        return Stream(transcriber, self.files, self.money, budget, job, hold, pricing, lease.stop)
+
+    async def _run_when_room(
+        self,
+        job: Job,
+        stream: Stream,
+        pricing: Pricing,
+        lease: Lease,
+        edit: Callable[[str, str], Awaitable[None]],
+    ) -> tuple[Stream, Transcript]:
+        """Run the stream; while the transcriber is full, wait as it asks and run it again.
+
+        Telling the user to send the note again (and releasing the hold) lost
+        the note for a moment's load: a full transcriber says when to come
+        back, and the job keeps its place, its hold and its status message.
+        """
+        waited, waits = 0.0, 0
+        while True:
+            try:
+                return stream, await stream.run(edit, self._edit_interval(job))
+            except grpc.aio.AioRpcError as exc:
+                retry = _overloaded(exc)
+                if retry is None or stream.result.segments:
+                    raise
+                if waited + retry > self.overload_wait_seconds:
+                    raise
+            if not waited:
+                with contextlib.suppress(grpc.aio.AioRpcError), deadline.bound(5):
+                    await edit("wait", t(job.spec.lang, "waiting_for_room"))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lease.stop.wait(), retry)
+            waited += retry
+            waits += 1
+            hold = stream.hold
+            if lease.stop.is_set():
+                return stream, Transcript(stopped="cancelled")
+            if hold.state == billing_pb2.HOLD_STATE_PENDING:
+                # The wait ate into the hold's life: it must outlive the run to come.
+                seconds = max(job.spec.media.duration, pricing.seconds_for(hold.amount_credits))
+                ttl = self.hold_ttl(seconds)
+                hold = await self.money.extend(job, hold, hold.amount_credits, ttl, wait=waits)
+            stream = self._stream(job, hold, pricing, lease)
+
+    def _edit_interval(self, job: Job) -> float:
+        if job.spec.chat_kind == notifier_pb2.CHAT_KIND_GROUP:
+            return max(self.edit_interval_seconds, GROUP_EDIT_INTERVAL_SECONDS)
+        return self.edit_interval_seconds
 
     async def _settle(
         self,

@@ -151,8 +151,14 @@ class FakeTranscriber(FakeStub):
         self.events: list[transcriber_pb2.TranscribeResponse] = []
         self.delay = 0.0
         self.stream_error: BaseException | None = None
+        # Errors the next calls end with before any event, one call each (a full server).
+        self.refusals: list[BaseException] = []
 
     def Transcribe(self, requests: AsyncIterator[Any], **_: Any) -> FakeCall:
+        if self.refusals:
+            call = FakeCall(requests, [], error=self.refusals.pop(0))
+            self.streams.append(call)
+            return call
         call = FakeCall(requests, self.events, delay=self.delay, error=self.stream_error)
         self.streams.append(call)
         return call

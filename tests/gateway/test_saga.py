@@ -415,3 +415,71 @@ async def test_a_runner_that_lost_its_lease_stops_without_touching_the_money() -
     with pytest.raises(RetryLaterError):
         await rig.saga.run(the_job, lease, rig.attach)
     assert rig.billing.requests("Capture") == [] and rig.billing.requests("Release") == []
+
+
+def _full(retry_after: float = 1.0) -> Any:
+    """What a transcriber with every slot and queue place taken answers."""
+    from voxmesh.errors import ResourceExhausted
+
+    return rpc_error(
+        ResourceExhausted(
+            "2 streams active and 8 queued", reason="OVERLOADED", retry_after=retry_after
+        ),
+        domain="transcriber.voxmesh",
+    )
+
+
+def _held(rig: Rig) -> None:
+    rig.billing.replies["ExtendHold"] = lambda request: billing_pb2.ExtendHoldResponse(
+        hold=billing_pb2.Hold(
+            hold_id=request.hold_id,
+            amount_credits=request.amount_credits,
+            state=billing_pb2.HOLD_STATE_PENDING,
+        )
+    )
+
+
+async def test_a_full_transcriber_is_waited_out_with_the_hold_kept() -> None:
+    rig = Rig()
+    _held(rig)
+    rig.transcriber.refusals = [_full(), _full()]
+    rig.transcriber.events = transcript("Ask not.", seconds=5.2)
+    outcome = await rig.run(job())
+    assert outcome.status == "done" and outcome.text == "Ask not."
+    assert len(rig.transcriber.streams) == 3
+    # The note kept its hold: nothing released, charged once.
+    assert rig.billing.requests("Release") == []
+    assert len(rig.billing.requests("Capture")) == 1
+    # Each wait pushed the hold's expiry out, each under a key of its own.
+    extends = rig.billing.requests("ExtendHold")
+    assert len(extends) == 2 and len({e.idempotency_key for e in extends}) == 2
+    assert all(e.ttl.seconds > 300 for e in extends)
+    # The user saw why it waits, then the text.
+    texts = [e.text for e in rig.notifier.requests("Edit")]
+    assert texts[0].startswith("⏳ Lots of recordings") and texts[-1] == "Ask not."
+    assert not any("overloaded" in text for text in texts)
+
+
+async def test_a_transcriber_full_for_longer_than_the_wait_releases_and_says_so() -> None:
+    rig = Rig(overload_wait_seconds=2.5)
+    _held(rig)
+    rig.transcriber.refusals = [_full(), _full(), _full(), _full()]
+    outcome = await rig.run(job())
+    assert outcome.status == "failed"
+    assert len(rig.transcriber.streams) == 3  # waited 1 s twice; a third wait passes 2.5 s
+    assert len(rig.billing.requests("Release")) == 1 and rig.billing.requests("Capture") == []
+    assert "overloaded" in rig.notifier.requests("Edit")[-1].text
+
+
+async def test_cancel_while_waiting_for_the_transcriber_releases_everything() -> None:
+    rig = Rig()
+    _held(rig)
+    rig.transcriber.refusals = [_full(retry_after=30.0)]
+    stop = asyncio.Event()
+    run = asyncio.create_task(rig.run(job(), stop))
+    await asyncio.sleep(0.5)
+    stop.set()
+    outcome = await asyncio.wait_for(run, 5)  # not after the 30 s the server asked for
+    assert outcome.status == "cancelled"
+    assert len(rig.billing.requests("Release")) == 1 and rig.billing.requests("Capture") == []
+    assert len(rig.transcriber.streams) == 1

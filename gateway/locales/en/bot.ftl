@@ -36,6 +36,7 @@ balance = Balance: { $balance } { $balance ->
 
 transcribing = 🎙 Transcribing…
 queued = ⏳ Queued: I'll start once your earlier recordings are done.
+waiting_for_room = ⏳ Lots of recordings right now: I'll start on yours as soon as I can.
 stopped_by_user = ⏹ Stopped at your request: you paid only for the part above.
 stopped_no_credits = ⚠️ Your credits ran out here: you paid for the part above. Top up with /buy.
 stopped_too_long = ⚠️ The recording is too long: this is its beginning, and you paid only for it.
