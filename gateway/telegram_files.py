@@ -23,7 +23,7 @@ from aiogram.exceptions import (
     TelegramServerError,
 )
 
-from gateway.jobs.stream import FileTooBigError
+from gateway.jobs.stream import FileTooBigError, FileUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ CHUNK_BYTES = 256 * 1024
 
 class TelegramFiles:
     def __init__(
-        self, bot: Bot, *, limit: int, timeout: int = 300, attempts: int = 3, backoff: float = 0.5
+        self, bot: Bot, *, limit: int, timeout: int = 300, attempts: int = 5, backoff: float = 0.5
     ) -> None:
         self.bot = bot
         self.limit = limit
@@ -42,7 +42,11 @@ class TelegramFiles:
 
     async def stream(self, file_id: str) -> AsyncIterator[bytes]:
         """The file in chunks; a transient failure before the first chunk is retried
-        (a 429, a 5xx, a dropped connection): the job need not fail for a blip."""
+        (a 429, a 5xx, a dropped connection): the job need not fail for a blip.
+
+        Five tries over about 7.5 s; past them, or once bytes were handed on, a
+        transient failure is FileUnavailableError (the job tries again later).
+        """
         attempt = 0
         while True:
             attempt += 1
@@ -53,8 +57,12 @@ class TelegramFiles:
                     yield chunk
                 return
             except _TRANSIENT as exc:
-                if started or attempt >= self.attempts or not _transient(exc):
+                if not _transient(exc):
                     raise
+                if started or attempt >= self.attempts:
+                    raise FileUnavailableError(
+                        f"{type(exc).__name__} after {attempt} tries"
+                    ) from exc
                 delay = self.backoff * 2 ** (attempt - 1)
                 if isinstance(exc, TelegramRetryAfter):
                     delay = max(delay, float(exc.retry_after))

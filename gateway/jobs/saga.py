@@ -13,8 +13,12 @@ The money rules (the README's "What a note costs"):
   stream that outgrows the user's credits mid-way stops there, and the text
   so far is delivered and charged.
 * /cancel, or an over-length stop, charges the seconds transcribed and
-  delivered so far and releases the rest; a failure on our side (the
-  transcriber dies, a deadline we caused) releases everything.
+  delivered so far and releases the rest.
+* A full transcriber is waited for (its retry delay), the hold kept. A
+  failure of the world (the transcriber died or is unreachable, the file
+  server kept failing) is tried again later, the hold kept; a failure no
+  other try can mend (a deadline we caused, bad media), or the last try's,
+  releases everything.
 * The charge is captured before the final text is handed to the notifier,
   so no text goes out whose charge could still fail; a charge whose text
   then cannot be delivered is refunded.
@@ -42,7 +46,14 @@ from gateway.jobs.editor import TELEGRAM_TEXT_LIMIT
 from gateway.jobs.model import Job, JobSpec, Outcome
 from gateway.jobs.money import CLEANUP_SECONDS, BannedError, Money, NoFundsError, Pricing
 from gateway.jobs.queue import Lease
-from gateway.jobs.stream import Budget, FileSource, FileTooBigError, Stream, Transcript
+from gateway.jobs.stream import (
+    Budget,
+    FileSource,
+    FileTooBigError,
+    FileUnavailableError,
+    Stream,
+    Transcript,
+)
 from notifier.v1 import notifier_pb2
 from transcriber.v1 import transcriber_pb2
 from voxmesh import deadline
@@ -108,6 +119,14 @@ def _overloaded(exc: grpc.aio.AioRpcError) -> float | None:
     return min(max(details.retry_after or OVERLOAD_RETRY_SECONDS, 1.0), 60.0)
 
 
+def _worth_another_try(exc: BaseException) -> bool:
+    """A failure of the world, not of the note: the transcriber died or could not be
+    reached, Telegram's file server kept failing."""
+    if isinstance(exc, FileUnavailableError):
+        return True
+    return isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.UNAVAILABLE
+
+
 def _transient(exc: grpc.aio.AioRpcError) -> bool:
     return exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
@@ -130,6 +149,7 @@ class Saga:
         max_attempts: int = 3,
         status_wait_seconds: float = 300.0,
         overload_wait_seconds: float = 600.0,
+        retry_pause_seconds: float = 5.0,
     ) -> None:
         self.services = services
         self.files = files
@@ -146,6 +166,10 @@ class Saga:
         # How long a job waits, its hold kept, for a full transcriber to take
         # it, before the user is told to try again later.
         self.overload_wait_seconds = overload_wait_seconds
+        # A try that the world broke (the transcriber died, the file server
+        # failed) waits this long times its number before the next try, so a
+        # restarting transcriber is back when it comes.
+        self.retry_pause_seconds = retry_pause_seconds
 
     def job_timeout(self, seconds: float) -> float:
         return self.job_base_seconds + seconds * self.job_seconds_per_audio_second
@@ -349,13 +373,25 @@ class Saga:
             return Outcome("no_funds", trace_id=trace_id)
         except RetryLaterError:
             raise
-        except Exception as exc:  # noqa: BLE001 - whatever failed, the hold goes back
+        except Exception as exc:
+            if _worth_another_try(exc) and job.attempt < self.max_attempts:
+                # Nothing irreversible happened: the hold stays for the next try.
+                if await self._pause(job, lease):
+                    raise RetryLaterError(f"{_why(exc)} on try {job.attempt}") from exc
+                cancelled = Transcript(stopped="cancelled")
+                return await self._settle(job, status, hold, cancelled, charged_before, trace_id)
             if not charged_before:
                 await self.money.release(hold.hold_id, f"transcription failed: {_why(exc)}")
             await self._tell_failure(job, status, exc, trace_id)
             log.warning("job %s failed: %s", job.job_id, type(exc).__name__)
             return Outcome("failed", trace_id=trace_id)
         return await self._settle(job, status, stream.hold, result, charged_before, trace_id)
+
+    async def _pause(self, job: Job, lease: Lease) -> bool:
+        """Wait before the next try; False if the user cancelled meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(lease.stop.wait(), self.retry_pause_seconds * job.attempt)
+        return not lease.stop.is_set()
 
     def _stream(self, job: Job, hold: billing_pb2.Hold, pricing: Pricing, lease: Lease) -> Stream:
         budget = Budget(self.job_timeout, self.hold_ttl)

@@ -39,6 +39,11 @@ class FileTooBigError(Exception):
     """Telegram will not hand this file to a bot (or it is over our download limit)."""
 
 
+class FileUnavailableError(Exception):
+    """Telegram's file server kept failing (5xx, 429, dropped connections) past the
+    download's own retries: the job is worth another try later."""
+
+
 class FileSource(Protocol):
     def stream(self, file_id: str) -> AsyncIterator[bytes]:
         """The file's bytes in chunks, as they download."""

@@ -2,7 +2,8 @@
 the money follows the audio the user actually got.
 
 Random jobs (declared and real durations, balances, /cancel after some text, a
-transcriber that dies mid-way) run through the gateway's real saga against the
+transcriber that dies mid-way once, or on every try) run through the gateway's
+real saga, tried again as its runner does, against the
 real billing server on PostgreSQL. Only the transcriber is simulated here, and
 it behaves as the real one must: it reports the real duration first and never
 transcribes past the seconds it was told are paid for. Then, per job and for
@@ -37,9 +38,9 @@ from billing.migrate import migrate
 from billing.server import create_app
 from billing.v1 import billing_pb2, billing_pb2_grpc
 from gateway.clients import Services
-from gateway.jobs.model import Job, JobSpec, Media
-from gateway.jobs.queue import JobQueue, Lease
-from gateway.jobs.saga import Saga
+from gateway.jobs.model import Job, JobSpec, Media, Outcome
+from gateway.jobs.queue import JobQueue, Lease, job_of
+from gateway.jobs.saga import RetryLaterError, Saga
 from tests.billing.billing_support import with_database
 from tests.faults.support import LEDGER_SQL
 from tests.gateway.fakes import FakeFiles, FakeStub, fake_services, rpc_error
@@ -61,7 +62,8 @@ class Scenario:
     real: int  # what the audio is
     segments: int
     # None: runs to its end; ("cancel", k): /cancel after k segments;
-    # ("crash", k): the transcriber dies after k segments.
+    # ("crash", k): the transcriber dies after k segments, on the first try only;
+    # ("down", k): it dies there on every try.
     event: tuple[str, int] | None
 
 
@@ -72,7 +74,7 @@ scenarios = st.builds(
     segments=st.integers(1, 6),
     event=st.one_of(
         st.none(),
-        st.tuples(st.sampled_from(["cancel", "crash"]), st.integers(0, 5)),
+        st.tuples(st.sampled_from(["cancel", "crash", "down"]), st.integers(0, 5)),
     ),
 )
 
@@ -82,9 +84,14 @@ class HonestCall:
     segments evenly over the audio, never one past the paid seconds (it waits a
     moment for a raise, then stops PAID_SECONDS_EXCEEDED)."""
 
-    def __init__(self, requests: AsyncIterator[Any], scenario: Scenario, stop: asyncio.Event):
+    def __init__(
+        self, requests: AsyncIterator[Any], scenario: Scenario, stop: asyncio.Event, first: bool
+    ):
         self._requests = requests
         self._s = scenario
+        self._dies = scenario.event is not None and (
+            scenario.event[0] == "down" or (scenario.event[0] == "crash" and first)
+        )
         self._stop = stop
         self._paid = 0.0
         self._raised = asyncio.Event()
@@ -130,7 +137,7 @@ class HonestCall:
             for i in range(s.segments):
                 if self.cancelled:
                     raise asyncio.CancelledError()
-                if s.event == ("crash", i):
+                if self._dies and s.event is not None and s.event[1] == i:
                     raise rpc_error(Unavailable("killed"), domain="transcriber.voxmesh")
                 if s.event == ("cancel", i):
                     self._stop.set()
@@ -179,7 +186,7 @@ class Rig:
         class Transcriber:
             def Transcribe(self, requests: AsyncIterator[Any], **_: Any) -> HonestCall:
                 assert rig.scenario is not None
-                call = HonestCall(requests, rig.scenario, rig.stop)
+                call = HonestCall(requests, rig.scenario, rig.stop, first=not rig.calls)
                 rig.calls.append(call)
                 return call
 
@@ -189,7 +196,11 @@ class Rig:
             notifier=services.notifier,
         )
         self.saga = Saga(
-            self.services, FakeFiles(), download_limit=20 << 20, edit_interval_seconds=0.01
+            self.services,
+            FakeFiles(),
+            download_limit=20 << 20,
+            edit_interval_seconds=0.01,
+            retry_pause_seconds=0.01,
         )
         self.queue = JobQueue(self.services, bot_id=1, owner="props")
 
@@ -201,6 +212,29 @@ async def _attach(job_id: str, message_id: int) -> int:
 ids = itertools.count(1)
 # Outcomes seen over all examples: the property must have met each kind of end.
 SEEN: dict[str, int] = {}
+
+
+async def run_job(
+    rig: Rig, billing: Any, user: int, job_id: str, spec: JobSpec
+) -> tuple[Job, Outcome]:
+    """Claim the job and run it, and again each time a try asks for a later one."""
+    while True:
+        claimed = await billing.ClaimJob(
+            billing_pb2.ClaimJobRequest(user_id=user, owner="props", lease=Duration(seconds=60)),
+            timeout=5,
+        )
+        if not claimed.job.job_id:
+            await asyncio.sleep(0.05)  # the last try's lease has not run out yet
+            continue
+        assert claimed.job.job_id == job_id
+        job = job_of(claimed.job)  # as the runner has it: the hold of an earlier try too
+        assert job.spec == spec
+        lease = Lease(rig.queue, job, lease_seconds=30, renew_seconds=10)
+        lease.stop = rig.stop
+        try:
+            return job, await rig.saga.run(job, lease, _attach)
+        except RetryLaterError:
+            await rig.queue.renew(job, 0.1)  # what the runner's let_go does, shorter
 
 
 async def run_user(rig: Rig, billing: Any, dsn: str, jobs: list[Scenario], extra: int) -> None:
@@ -240,20 +274,12 @@ async def run_user(rig: Rig, billing: Any, dsn: str, jobs: list[Scenario], extra
             ),
             timeout=5,
         )
-        claimed = await billing.ClaimJob(
-            billing_pb2.ClaimJobRequest(user_id=user, owner="props", lease=Duration(seconds=60)),
-            timeout=5,
-        )
-        assert claimed.job.job_id == submitted.job.job_id
-        job = Job(job_id=claimed.job.job_id, attempt=claimed.job.attempt, spec=spec)
         rig.scenario = scenario
         rig.stop = asyncio.Event()
-        lease = Lease(rig.queue, job, lease_seconds=30, renew_seconds=10)
-        lease.stop = rig.stop
         balance_before = (
             await billing.GetBalance(billing_pb2.GetBalanceRequest(user_id=user), timeout=5)
         ).balance_credits
-        outcome = await rig.saga.run(job, lease, _attach)
+        job, outcome = await run_job(rig, billing, user, submitted.job.job_id, spec)
         await billing.FinishJob(
             billing_pb2.FinishJobRequest(
                 job_id=job.job_id,
@@ -309,6 +335,7 @@ def test_money_follows_the_audio_the_user_got(postgres_dsn: str) -> None:
                     pool_min_size=1,
                     pool_max_size=4,
                     reaper_interval_seconds=3600.0,
+                    job_lease_min_seconds=0.1,
                 ),
                 ServerSettings(service="billing", listen="127.0.0.1:0", grace_seconds=1.0),
             )
@@ -336,13 +363,15 @@ def test_money_follows_the_audio_the_user_got(postgres_dsn: str) -> None:
             @example(jobs=[Scenario(60, 60, 4, ("cancel", 2))], extra=0)
             @example(jobs=[Scenario(60, 60, 4, ("cancel", 0))], extra=0)
             @example(jobs=[Scenario(60, 60, 4, ("crash", 1))], extra=0)
+            @example(jobs=[Scenario(60, 60, 4, ("down", 1))], extra=0)
             @example(jobs=[Scenario(400, 400, 1, None)] * 3, extra=0)
             def one_user(jobs: list[Scenario], extra: int) -> None:
                 runner.run(run_user(rig, rig.services.billing, dsn, jobs, extra))
 
             one_user()
             # Every kind of end was met: run to the end, cancelled after some text
-            # (charged) and before any, crashed, refused for want of credits.
+            # (charged) and before any, failed (the transcriber down on every
+            # try), refused for want of credits.
             expected = {"done+charged", "cancelled+charged", "cancelled", "failed", "no_funds"}
             assert expected <= SEEN.keys(), SEEN
         finally:

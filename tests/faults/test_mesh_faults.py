@@ -83,7 +83,33 @@ def held(mesh: Mesh, user: int, amount: int) -> Callable[[], Awaitable[bool]]:
     return check
 
 
-async def test_transcriber_killed_mid_stream(
+async def test_transcriber_killed_mid_stream_and_restarted(
+    mesh: Mesh, shared_audio: pathlib.Path, jfk_text: str
+) -> None:
+    """The note is tried again once the transcriber is back: the user gets the text."""
+    user = 730020
+    await ensure_user(mesh, user)
+    long_note = repeated_clip(shared_audio / "jfk.flac", 8)  # 88 s of speech
+    note = push_note(mesh, user, long_note, 88)
+    await wait_for(lambda: live_segment_shown(mesh, user, note), 60, "the first live segment")
+    held = (await balance(mesh, user)).held_credits
+    assert held > 0
+
+    mesh.signal("transcriber", signal.SIGKILL)
+    await asyncio.to_thread(mesh.procs["transcriber"].wait, 10)
+    await restart(mesh, "transcriber")
+
+    answer = await final_reply(mesh, user, note, timeout=180)
+    assert wer(" ".join([jfk_text] * 8), answer.text or "") <= 0.15, answer.text
+    await asyncio.sleep(1)  # nothing else follows
+    assert only_reply(mesh, user, note).message_id == answer.message_id
+    # Charged once, for the whole note (what was held for its real length); nothing left held.
+    money = await settled(mesh, user)
+    assert await captured(mesh, user) == [-held]
+    assert (money.balance_credits, money.held_credits) == (TRIAL - held, 0)
+
+
+async def test_transcriber_killed_mid_stream_and_never_back(
     mesh: Mesh, shared_audio: pathlib.Path, jfk_ogg: bytes, jfk_text: str
 ) -> None:
     user = 730001
@@ -96,8 +122,9 @@ async def test_transcriber_killed_mid_stream(
     mesh.signal("transcriber", signal.SIGKILL)
     await asyncio.to_thread(mesh.procs["transcriber"].wait, 10)
 
-    # One clear message, in place of the placeholder, with a reference.
-    answer = await final_reply(mesh, user, note, timeout=30)
+    # After its three tries (5 s, then 10 s apart), one clear message, in place
+    # of the placeholder, with a reference.
+    answer = await final_reply(mesh, user, note, timeout=90)
     assert (answer.text or "").startswith(FAILED), answer.text
     ref = REF.search(answer.text or "")
     assert ref is not None

@@ -246,9 +246,12 @@ class FakeFiles:
     def __init__(self, chunks: int = 2) -> None:
         self.chunks = chunks
         self.streamed: list[str] = []
+        self.error: BaseException | None = None  # raised instead of the chunks
 
     async def stream(self, file_id: str) -> AsyncIterator[bytes]:
         self.streamed.append(file_id)
+        if self.error is not None:
+            raise self.error
         for _ in range(self.chunks):
             yield b"\0" * 16
 

@@ -483,3 +483,44 @@ async def test_cancel_while_waiting_for_the_transcriber_releases_everything() ->
     assert outcome.status == "cancelled"
     assert len(rig.billing.requests("Release")) == 1 and rig.billing.requests("Capture") == []
     assert len(rig.transcriber.streams) == 1
+
+
+async def test_a_transcriber_that_died_is_tried_again_later_with_the_hold_kept() -> None:
+    rig = Rig(retry_pause_seconds=0.01)
+    rig.transcriber.stream_error = rpc_error(Unavailable("the transcriber went away"))
+    with pytest.raises(RetryLaterError):
+        await rig.run(job())
+    # Nothing released, nothing charged, nobody told it failed: the next try goes on.
+    assert rig.billing.requests("Release") == [] and rig.billing.requests("Capture") == []
+    assert not any("Reference" in e.text for e in rig.notifier.requests("Edit"))
+
+
+async def test_a_file_server_failing_past_its_retries_is_tried_again_later() -> None:
+    from gateway.jobs.stream import FileUnavailableError
+
+    rig = Rig(retry_pause_seconds=0.01)
+    rig.saga.files.error = FileUnavailableError("TelegramServerError after 5 tries")  # type: ignore[attr-defined]
+    with pytest.raises(RetryLaterError):
+        await rig.run(job())
+    assert rig.billing.requests("Release") == []
+
+
+async def test_the_last_try_the_world_breaks_releases_and_says_so() -> None:
+    rig = Rig(retry_pause_seconds=0.01, max_attempts=3)
+    rig.transcriber.stream_error = rpc_error(Unavailable("the transcriber went away"))
+    outcome = await rig.run(job(attempt=3))
+    assert outcome.status == "failed"
+    assert len(rig.billing.requests("Release")) == 1 and rig.billing.requests("Capture") == []
+    assert "ab" * 16 in rig.notifier.requests("Edit")[-1].text
+
+
+async def test_cancel_while_pausing_before_another_try_releases_everything() -> None:
+    rig = Rig(retry_pause_seconds=30.0)
+    rig.transcriber.stream_error = rpc_error(Unavailable("the transcriber went away"))
+    stop = asyncio.Event()
+    run = asyncio.create_task(rig.run(job(), stop))
+    await asyncio.sleep(0.5)
+    stop.set()
+    outcome = await asyncio.wait_for(run, 5)
+    assert outcome.status == "cancelled"
+    assert len(rig.billing.requests("Release")) == 1 and rig.billing.requests("Capture") == []

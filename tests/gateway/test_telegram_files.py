@@ -157,3 +157,53 @@ async def test_a_download_cut_off_at_the_limit_tells_the_user_and_charges_nothin
         "This file is larger than 1 MB, the most the bot can download. Nothing was charged."
     )
     assert sum(len(r.audio) for r in transcriber.streams[0].uploaded) <= 1 << 20
+
+
+@pytest.fixture
+async def failing_file_server() -> AsyncIterator[tuple[str, list[int]]]:
+    """A Bot API whose file server answers 500 to the first ``failures[0]`` downloads."""
+    failures = [0]
+    calls = [0]
+
+    async def get_file(request: web.Request) -> web.Response:
+        result = {"file_id": "f", "file_unique_id": "u", "file_path": "voice/x.oga"}
+        return web.json_response({"ok": True, "result": result})
+
+    async def download(request: web.Request) -> web.Response:
+        calls[0] += 1
+        if calls[0] <= failures[0]:
+            return web.Response(status=500, text="Internal Server Error")
+        return web.Response(body=b"\1" * 1000)
+
+    app = web.Application()
+    app.router.add_post("/bot42:TEST/getFile", get_file)
+    app.router.add_get("/file/bot42:TEST/voice/x.oga", download)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}", failures
+    await runner.cleanup()
+
+
+@pytest.mark.parametrize(("failures", "ok"), [(4, True), (5, False)])
+async def test_a_file_server_answering_500_is_tried_five_times(
+    failing_file_server: tuple[str, list[int]], failures: int, ok: bool
+) -> None:
+    from gateway.jobs.stream import FileUnavailableError
+
+    base, failing = failing_file_server
+    failing[0] = failures
+    session = AiohttpSession(api=TelegramAPIServer.from_base(base))
+    files = TelegramFiles(Bot("42:TEST", session=session), limit=1 << 20, backoff=0.01)
+    try:
+        if ok:
+            assert b"".join([c async for c in files.stream("f")]) == b"\1" * 1000
+        else:
+            # Past its own tries, a transient failure says the job may try again later.
+            with pytest.raises(FileUnavailableError, match="after 5 tries"):
+                async for _ in files.stream("f"):
+                    pass
+    finally:
+        await session.close()
