@@ -24,7 +24,8 @@ from voxmesh_dev.mesh import Mesh, MeshOptions
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
-USERS = [710001, 710002, 710003, 710004]
+# Users of their own: the session shares one database with test_gateway_flows (7100xx).
+USERS = [760001, 760002, 760003, 760004]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
