@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import pathlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -20,23 +22,18 @@ def with_password(dsn: str) -> str:
     return f"{scheme}://{userinfo.split(':')[0]}:{DB_PASSWORD}@{host}"
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def mesh(
-    postgres_dsn: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+@contextlib.asynccontextmanager
+async def running_mesh(
+    postgres_dsn: str, redis_url: str, state: pathlib.Path, env: dict[str, str]
 ) -> AsyncIterator[Mesh]:
-    state = tmp_path_factory.mktemp("mesh")
-    prefix = f"e2e{state.name[-4:]}:"
+    """A mesh on the session's database and Redis, under key prefixes of its own."""
+    prefix = f"{state.name[:4]}{state.name[-4:]}:"
     m = Mesh(
         MeshOptions(
             state_dir=state,
             database_url=with_password(postgres_dsn),
             redis_url=redis_url,
-            env={
-                "NOTIFIER_REDIS_PREFIX": prefix,
-                "GATEWAY_KEY_PREFIX": "g" + prefix,
-                "GATEWAY_EDIT_INTERVAL_SECONDS": "1.0",
-                "VOXMESH_LOG_LEVEL": "info",
-            },
+            env={"NOTIFIER_REDIS_PREFIX": prefix, "GATEWAY_KEY_PREFIX": "g" + prefix, **env},
         )
     )
     try:
@@ -46,5 +43,16 @@ async def mesh(
             print(f"--- {name} log ---\n{m.log_text(name)[-3000:]}")
         await m.stop()
         raise
-    yield m
-    await m.stop()
+    try:
+        yield m
+    finally:
+        await m.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def mesh(
+    postgres_dsn: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Mesh]:
+    env = {"GATEWAY_EDIT_INTERVAL_SECONDS": "1.0", "VOXMESH_LOG_LEVEL": "info"}
+    async with running_mesh(postgres_dsn, redis_url, tmp_path_factory.mktemp("mesh"), env) as m:
+        yield m

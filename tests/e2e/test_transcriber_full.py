@@ -16,11 +16,11 @@ import pytest
 import pytest_asyncio
 
 from billing.v1 import billing_pb2, billing_pb2_grpc
-from tests.e2e.conftest import with_password
+from tests.e2e.conftest import running_mesh
 from tests.helpers import reference_text, wer
 from voxmesh.audiofiles import encode
 from voxmesh.channels import dial
-from voxmesh_dev.mesh import Mesh, MeshOptions
+from voxmesh_dev.mesh import Mesh
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
@@ -32,30 +32,9 @@ USERS = [760001, 760002, 760003, 760004]
 async def mesh(
     postgres_dsn: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Mesh]:
-    state = tmp_path_factory.mktemp("full")
-    prefix = f"full{state.name[-4:]}:"
-    m = Mesh(
-        MeshOptions(
-            state_dir=state,
-            database_url=with_password(postgres_dsn),
-            redis_url=redis_url,
-            env={
-                "NOTIFIER_REDIS_PREFIX": prefix,
-                "GATEWAY_KEY_PREFIX": "g" + prefix,
-                "TRANSCRIBER_MAX_ACTIVE_STREAMS": "1",
-                "TRANSCRIBER_MAX_QUEUED_STREAMS": "0",
-            },
-        )
-    )
-    try:
-        await m.start()
-    except BaseException:
-        for name in ("billing", "transcriber", "notifier", "gateway"):
-            print(f"--- {name} log ---\n{m.log_text(name)[-3000:]}")
-        await m.stop()
-        raise
-    yield m
-    await m.stop()
+    env = {"TRANSCRIBER_MAX_ACTIVE_STREAMS": "1", "TRANSCRIBER_MAX_QUEUED_STREAMS": "0"}
+    async with running_mesh(postgres_dsn, redis_url, tmp_path_factory.mktemp("full"), env) as m:
+        yield m
 
 
 async def test_notes_that_find_the_transcriber_full_wait_for_it(
