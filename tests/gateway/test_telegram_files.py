@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import pathlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiogram import Bot
@@ -54,6 +54,26 @@ async def test_a_file_over_the_limit_is_refused(tmp_path: pathlib.Path) -> None:
 sizes_reported: list[bool] = []
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@contextlib.asynccontextmanager
+async def bot_api(get_file: Handler, download: Handler) -> AsyncIterator[str]:
+    """A Bot API on a free port with getFile and one file's download; yields its base URL."""
+    app = web.Application()
+    app.router.add_post("/bot42:TEST/getFile", get_file)
+    app.router.add_get("/file/bot42:TEST/voice/x.oga", download)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
 @pytest.fixture
 async def endless_file_server() -> AsyncIterator[tuple[str, list[int]]]:
     """A Bot API that reports a small file_size (or none) and then serves bytes forever."""
@@ -80,16 +100,8 @@ async def endless_file_server() -> AsyncIterator[tuple[str, list[int]]]:
                 sent[0] += len(chunk)
         return response
 
-    app = web.Application()
-    app.router.add_post("/bot42:TEST/getFile", get_file)
-    app.router.add_get("/file/bot42:TEST/voice/x.oga", download)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}", sent
-    await runner.cleanup()
+    async with bot_api(get_file, download) as base:
+        yield base, sent
 
 
 @pytest.mark.parametrize("file_id", ["lying", "unsized"])
@@ -175,16 +187,8 @@ async def failing_file_server() -> AsyncIterator[tuple[str, list[int]]]:
             return web.Response(status=500, text="Internal Server Error")
         return web.Response(body=b"\1" * 1000)
 
-    app = web.Application()
-    app.router.add_post("/bot42:TEST/getFile", get_file)
-    app.router.add_get("/file/bot42:TEST/voice/x.oga", download)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}", failures
-    await runner.cleanup()
+    async with bot_api(get_file, download) as base:
+        yield base, failures
 
 
 @pytest.mark.parametrize(("failures", "ok"), [(4, True), (5, False)])
